@@ -1,0 +1,66 @@
+//! The `mfa_challenges` table: the `mfa_token`s handed out by /login when a
+//! second factor is due, by hash, bound to their user, spent once.
+
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+/// Stores a new challenge.
+pub async fn insert<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    token_hash: &[u8],
+    user_id: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO mfa_challenges (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(expires_at)
+        .execute(ex)
+        .await
+        .map(|_| ())
+}
+
+/// The user an unexpired challenge belongs to.
+pub async fn find<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    token_hash: &[u8],
+    now: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT user_id FROM mfa_challenges WHERE token_hash = $1 AND expires_at > $2",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(ex)
+    .await?;
+    row.map(|r| r.try_get(0)).transpose()
+}
+
+/// Spends a challenge; false if it is gone, expired or someone else's.
+pub async fn spend(
+    conn: &mut AnyConnection,
+    token_hash: &[u8],
+    user_id: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM mfa_challenges WHERE token_hash = $1 AND user_id = $2 AND expires_at > $3",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Removes expired challenges.
+pub async fn purge_expired<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM mfa_challenges WHERE expires_at <= $1")
+        .bind(now)
+        .execute(ex)
+        .await?;
+    Ok(done.rows_affected())
+}

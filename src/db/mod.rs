@@ -1,0 +1,188 @@
+//! All SQL lives under this module: free functions over a pool or an open
+//! transaction, the same statements for SQLite and PostgreSQL (through sqlx's
+//! `Any` driver; both accept `$n` placeholders). Migrations are embedded and
+//! applied at start.
+
+pub mod challenges;
+pub mod credentials;
+pub mod recovery_codes;
+pub mod sessions;
+pub mod throttle;
+pub mod users;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database engine a URL names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// An SQLite file (created if missing).
+    Sqlite(PathBuf),
+    /// A PostgreSQL server.
+    Postgres(String),
+}
+
+impl Target {
+    /// `sqlite://PATH`, `sqlite:PATH` or a bare path select SQLite;
+    /// `postgres://` and `postgresql://` select PostgreSQL; any other scheme
+    /// is an error rather than a surprising file name.
+    pub fn parse(url: &str) -> anyhow::Result<Target> {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() || path.starts_with(":memory:") {
+                bail!("an SQLite database URL needs a file path");
+            }
+            return Ok(Target::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Target::Postgres(url.to_owned()));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            bail!("unsupported database URL scheme `{scheme}`: use sqlite:// or postgres://");
+        }
+        if url.is_empty() {
+            bail!("the database URL is empty");
+        }
+        Ok(Target::Sqlite(PathBuf::from(url)))
+    }
+}
+
+/// The database: a pool for reads and one for writes. On SQLite the write
+/// pool holds one connection, so write transactions queue in-process instead
+/// of failing with SQLITE_BUSY; on PostgreSQL both are the same pool.
+#[derive(Clone, Debug)]
+pub struct Db {
+    read: AnyPool,
+    write: AnyPool,
+}
+
+impl Db {
+    /// Connects, creating an SQLite file (and its directory) if needed, and
+    /// applies pending migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        match Target::parse(url)? {
+            Target::Sqlite(path) => connect_sqlite(&path).await,
+            Target::Postgres(url) => connect_postgres(&url).await,
+        }
+    }
+
+    /// The pool for queries that only read.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// The pool for writes and transactions.
+    pub fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        self.read.execute("SELECT 1").await.map(|_| ())
+    }
+}
+
+async fn connect_sqlite(path: &Path) -> anyhow::Result<Db> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating directory {}", dir.display()))?;
+    }
+    let path = std::path::absolute(path).context("resolving the database path")?;
+    let url = url_for_sqlite(&path)?;
+    let options = AnyConnectOptions::from_str(&url).context("building the SQLite URL")?;
+    let pool = |max: u32| {
+        AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the writer; FULL makes each
+                    // commit durable (fsync) before we answer 200/201.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+    };
+    let write = pool(1)
+        .connect_with(options.clone())
+        .await
+        .with_context(|| format!("opening SQLite database {}", path.display()))?;
+    SQLITE_MIGRATIONS
+        .run(&write)
+        .await
+        .context("applying SQLite migrations")?;
+    let read = pool(4).connect_with(options).await.context("opening SQLite readers")?;
+    Ok(Db { read, write })
+}
+
+fn url_for_sqlite(path: &Path) -> anyhow::Result<String> {
+    let text = path.to_str().context("the database path is not UTF-8")?;
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(text, percent_encoding::CONTROLS)
+            .to_string()
+            .replace('?', "%3F")
+            .replace('#', "%23")
+            .replace(' ', "%20");
+    Ok(format!("sqlite://{encoded}?mode=rwc"))
+}
+
+async fn connect_postgres(url: &str) -> anyhow::Result<Db> {
+    let options = AnyConnectOptions::from_str(url).context("parsing the PostgreSQL URL")?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .context("connecting to PostgreSQL")?;
+    POSTGRES_MIGRATIONS
+        .run(&pool)
+        .await
+        .context("applying PostgreSQL migrations")?;
+    Ok(Db {
+        read: pool.clone(),
+        write: pool,
+    })
+}
+
+/// Whether `err` is a unique-constraint violation (mapped to 409).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_select_the_backend() {
+        assert_eq!(
+            Target::parse("sqlite://data/x.db").unwrap(),
+            Target::Sqlite("data/x.db".into())
+        );
+        assert_eq!(
+            Target::parse("sqlite:///abs/x.db").unwrap(),
+            Target::Sqlite("/abs/x.db".into())
+        );
+        assert_eq!(Target::parse("x.db").unwrap(), Target::Sqlite("x.db".into()));
+        assert!(matches!(
+            Target::parse("postgres://u@h/db").unwrap(),
+            Target::Postgres(_)
+        ));
+        assert!(Target::parse("mysql://h/db").is_err());
+        assert!(Target::parse("sqlite://").is_err());
+        assert!(Target::parse("").is_err());
+    }
+}

@@ -1,0 +1,202 @@
+//! The one error type of the HTTP layer and its JSON form
+//! `{"detail": "...", "code": "..."}`. 5xx bodies are generic; their causes
+//! are logged here, never sent.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::auth::password::HashError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The body is not valid JSON.
+    #[error("malformed JSON body")]
+    BadRequest,
+    /// Valid JSON breaking a rule; names the field, never echoes its value.
+    #[error("invalid input")]
+    InvalidInput {
+        /// The offending field.
+        field: &'static str,
+        /// The rule it breaks.
+        problem: &'static str,
+    },
+    /// Body over the size limit.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// Content-Type is not JSON.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// No such route.
+    #[error("not found")]
+    NotFound,
+    /// Route exists, method doesn't.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Unknown user or wrong password (indistinguishable by design).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// Signup of a taken username.
+    #[error("user exists")]
+    UserExists,
+    /// /qrcode for an account without MFA.
+    #[error("MFA not enabled")]
+    MfaNotEnabled,
+    /// /disable-mfa for an account without MFA.
+    #[error("MFA already disabled")]
+    MfaAlreadyDisabled,
+    /// /enable-mfa for an account with MFA.
+    #[error("MFA already enabled")]
+    MfaAlreadyEnabled,
+    /// /qrcode after the first code was accepted.
+    #[error("MFA confirmed")]
+    MfaConfirmed,
+    /// Wrong, replayed or spent code on /login-2fa.
+    #[error("invalid OTP")]
+    InvalidOtp,
+    /// Wrong, replayed or spent code on /disable-mfa.
+    #[error("invalid OTP for disabling MFA")]
+    InvalidOtpForDisable,
+    /// Missing, unknown, expired or foreign `mfa_token`.
+    #[error("invalid MFA token")]
+    InvalidMfaToken,
+    /// No valid bearer token.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// The account is locked out for this factor.
+    #[error("too many attempts")]
+    TooManyAttempts {
+        /// Seconds until the lock ends.
+        retry_after: u64,
+    },
+    /// The password-hashing queue is full.
+    #[error("busy")]
+    Busy,
+    /// The database can't be reached.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// A bug or an unexpected failure; logged, answered generically.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    /// Builds an [`Error::InvalidInput`].
+    pub fn invalid(field: &'static str, problem: &'static str) -> Error {
+        Error::InvalidInput { field, problem }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            Error::BadRequest => (S::BAD_REQUEST, "bad_request", "Body is not valid JSON"),
+            Error::InvalidInput { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_input", ""),
+            Error::PayloadTooLarge => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Body is larger than 16 KiB",
+            ),
+            Error::UnsupportedMediaType => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Content-Type must be application/json",
+            ),
+            Error::NotFound => (S::NOT_FOUND, "not_found", "Not Found"),
+            Error::MethodNotAllowed => {
+                (S::METHOD_NOT_ALLOWED, "method_not_allowed", "Method Not Allowed")
+            }
+            Error::InvalidCredentials => {
+                (S::UNAUTHORIZED, "invalid_credentials", "Invalid credentials")
+            }
+            Error::UserExists => (S::CONFLICT, "user_exists", "User already exists"),
+            Error::MfaNotEnabled => (S::CONFLICT, "mfa_disabled", "MFA is not enabled"),
+            Error::MfaAlreadyDisabled => (S::CONFLICT, "mfa_disabled", "MFA is already disabled"),
+            Error::MfaAlreadyEnabled => {
+                (S::CONFLICT, "mfa_already_enabled", "MFA is already enabled")
+            }
+            Error::MfaConfirmed => (
+                S::CONFLICT,
+                "mfa_confirmed",
+                "MFA is confirmed; the QR code is no longer available",
+            ),
+            Error::InvalidOtp => (S::UNAUTHORIZED, "invalid_otp", "Invalid OTP"),
+            Error::InvalidOtpForDisable => {
+                (S::UNAUTHORIZED, "invalid_otp", "Invalid OTP for disabling MFA")
+            }
+            Error::InvalidMfaToken => (
+                S::UNAUTHORIZED,
+                "invalid_mfa_token",
+                "Invalid or expired MFA token; log in again",
+            ),
+            Error::Unauthorized => (S::UNAUTHORIZED, "unauthorized", "Not authenticated"),
+            Error::TooManyAttempts { .. } => (
+                S::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "Too many failed attempts; try again later",
+            ),
+            Error::Busy => (
+                S::SERVICE_UNAVAILABLE,
+                "busy",
+                "Server is busy; try again shortly",
+            ),
+            Error::Unavailable(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service temporarily unavailable",
+            ),
+            Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Error {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                Error::Unavailable(err)
+            }
+            other => Error::Internal(anyhow::Error::new(other).context("database query")),
+        }
+    }
+}
+
+impl From<HashError> for Error {
+    fn from(err: HashError) -> Error {
+        match err {
+            HashError::Busy => Error::Busy,
+            HashError::Internal(e) => Error::Internal(e),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        let detail = match &self {
+            Error::InvalidInput { field, problem } => format!("{field}: {problem}"),
+            _ => message.to_owned(),
+        };
+        match &self {
+            Error::Internal(cause) => tracing::error!(error = format!("{cause:#}"), "request failed"),
+            Error::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            _ => {}
+        }
+        let mut response = (status, Json(json!({ "detail": detail, "code": code }))).into_response();
+        let headers = response.headers_mut();
+        match self {
+            Error::TooManyAttempts { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            Error::Busy | Error::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Error::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,134 @@
+//! Request extractors whose rejections use our error format: a JSON object
+//! body read field by field (so a `detail` can name the field without ever
+//! echoing its value, as serde's messages would), and the bearer token.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde_json::{Map, Value};
+
+use super::error::Error;
+use crate::auth::tokens;
+use crate::domain::{Password, Username, password, username};
+
+/// Longest string accepted for a code or token field.
+const MAX_TOKEN_FIELD: usize = 128;
+
+/// A request body that is a JSON object.
+pub struct JsonObject(Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(Error::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| match rejection {
+                BytesRejection::FailedToBufferBody(_) if is_length_limit(&rejection) => {
+                    Error::PayloadTooLarge
+                }
+                _ => Error::BadRequest,
+            })?;
+        match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(_) => Err(Error::invalid("body", "must be a JSON object")),
+            Err(_) => Err(Error::BadRequest),
+        }
+    }
+}
+
+fn is_length_limit(rejection: &BytesRejection) -> bool {
+    rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE
+}
+
+fn is_json(value: Option<&header::HeaderValue>) -> bool {
+    let Some(mime) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = mime.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+impl JsonObject {
+    /// A required string field.
+    pub fn string(&self, field: &'static str) -> Result<&str, Error> {
+        match self.0.get(field) {
+            None => Err(Error::invalid(field, "is required")),
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(Error::invalid(field, "must be a string")),
+        }
+    }
+
+    /// The `username` field, validated.
+    pub fn username(&self) -> Result<Username, Error> {
+        Username::parse(self.string("username")?)
+            .ok_or(Error::invalid("username", username::RULE))
+    }
+
+    /// The `password` field, validated.
+    pub fn password(&self) -> Result<Password, Error> {
+        Password::parse(self.string("password")?)
+            .ok_or(Error::invalid("password", password::RULE))
+    }
+
+    /// A code or token field: a non-empty string of bounded length.
+    pub fn token(&self, field: &'static str) -> Result<&str, Error> {
+        let s = self.string(field)?;
+        if s.is_empty() || s.len() > MAX_TOKEN_FIELD {
+            return Err(Error::invalid(field, "must be 1 to 128 characters"));
+        }
+        Ok(s)
+    }
+
+    /// An optional boolean field.
+    pub fn bool_or(&self, field: &'static str, default: bool) -> Result<bool, Error> {
+        match self.0.get(field) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(Error::invalid(field, "must be a boolean")),
+        }
+    }
+}
+
+/// The stored hash of the bearer token in `Authorization`.
+pub struct Bearer(pub Vec<u8>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Bearer {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(Error::Unauthorized)?;
+        let (scheme, token) = value.split_once(' ').ok_or(Error::Unauthorized)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(Error::Unauthorized);
+        }
+        tokens::parse_and_hash(token.trim())
+            .map(Bearer)
+            .ok_or(Error::Unauthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        let ok = |s: &'static str| is_json(Some(&header::HeaderValue::from_static(s)));
+        assert!(ok("application/json"));
+        assert!(ok("application/json; charset=utf-8"));
+        assert!(ok("Application/JSON"));
+        assert!(!ok("text/plain"));
+        assert!(!ok("application/jsonx"));
+        assert!(!is_json(None));
+    }
+}

@@ -1,0 +1,119 @@
+//! `POST /login` (password; a session, or an `mfa_token` when a second
+//! factor is due) and `POST /login-2fa` (code + `mfa_token` → session).
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::Error;
+use super::extract::JsonObject;
+use crate::auth::lockout::Factor;
+use crate::auth::tokens;
+use crate::db::{challenges, recovery_codes, users};
+use crate::service::AppState;
+
+/// `POST /login`, `POST /login-2fa`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", post(login))
+        .route("/login-2fa", post(login_2fa))
+}
+
+/// A session was issued.
+#[derive(Serialize)]
+pub struct SessionResponse {
+    message: &'static str,
+    token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    /// Present when a recovery code was spent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_codes_remaining: Option<i64>,
+}
+
+/// A second factor is due.
+#[derive(Serialize)]
+pub struct MfaRequiredResponse {
+    message: &'static str,
+    mfa_required: bool,
+    mfa_token: String,
+    expires_in: i64,
+}
+
+/// Body of a 200 from /login.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum LoginResponse {
+    /// MFA off.
+    Session(SessionResponse),
+    /// MFA on.
+    MfaRequired(MfaRequiredResponse),
+}
+
+fn session_response(issued: crate::service::IssuedToken, remaining: Option<i64>) -> SessionResponse {
+    SessionResponse {
+        message: "Login successful",
+        token: issued.token,
+        token_type: "bearer",
+        expires_in: issued.expires_in,
+        recovery_codes_remaining: remaining,
+    }
+}
+
+async fn login(State(app): State<AppState>, body: JsonObject) -> Result<Json<LoginResponse>, Error> {
+    let username = body.username()?;
+    let password = body.password()?;
+    let user = app.check_password(&username, &password).await?;
+    if user.mfa_enabled {
+        let challenge = app.new_challenge(user.id).await?;
+        return Ok(Json(LoginResponse::MfaRequired(MfaRequiredResponse {
+            message: "MFA enabled. Please submit OTP",
+            mfa_required: true,
+            mfa_token: challenge.token,
+            expires_in: challenge.expires_in,
+        })));
+    }
+    let session = app.new_session(user.id).await?;
+    Ok(Json(LoginResponse::Session(session_response(session, None))))
+}
+
+async fn login_2fa(
+    State(app): State<AppState>,
+    body: JsonObject,
+) -> Result<Json<SessionResponse>, Error> {
+    let username = body.username()?;
+    let token = body.token("token")?;
+    let mfa_token = body.token("mfa_token")?;
+
+    let challenge = tokens::parse_and_hash(mfa_token).ok_or(Error::InvalidMfaToken)?;
+    let owner = challenges::find(app.db.reader(), &challenge, app.clock.now())
+        .await?
+        .ok_or(Error::InvalidMfaToken)?;
+    let user = users::find_by_key(app.db.reader(), username.key())
+        .await?
+        .filter(|u| u.id == owner)
+        .ok_or(Error::InvalidMfaToken)?;
+
+    app.ensure_not_locked(username.key(), Factor::SecondFactor).await?;
+    // MFA switched off since /login: the challenge is moot.
+    let verified = app
+        .verify_second_factor(user.id, token)
+        .await?
+        .ok_or(Error::InvalidMfaToken)?;
+    let mut settled = app
+        .settle_second_factor(username.key(), verified, Error::InvalidOtp)
+        .await?;
+    let now = app.clock.now();
+    if !challenges::spend(&mut settled.tx, &challenge, user.id, now).await? {
+        // Spent by a concurrent success or expired meanwhile; roll back.
+        return Err(Error::InvalidMfaToken);
+    }
+    let session = app.issue_session(&mut settled.tx, user.id).await?;
+    let remaining = match settled.used_recovery_code {
+        true => Some(recovery_codes::count_unused(&mut settled.tx, user.id).await?),
+        false => None,
+    };
+    settled.tx.commit().await?;
+    Ok(Json(session_response(session, remaining)))
+}

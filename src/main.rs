@@ -1,0 +1,37 @@
+//! The `twofactor` binary: parse the command line and hand over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use twofactor::cli::{Cli, Command};
+use twofactor::clock::Clock;
+use twofactor::startup::App;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(config) => serve(*config).await,
+        Command::Code(args) => {
+            let now = u64::try_from(Clock::system().now()).unwrap_or(0);
+            args.code_at(now).map(|code| println!("{code}"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: twofactor::config::Config) -> anyhow::Result<()> {
+    twofactor::telemetry::init();
+    let app = App::build(config).await?;
+    let addr = app.local_addr();
+    tracing::info!(%addr, "listening");
+    // A plain line on stdout that scripts can wait for.
+    println!("listening on http://{addr}");
+    app.run().await
+}

@@ -1,0 +1,17 @@
+//! Logging: `tracing` to standard error, level from `RUST_LOG` (default
+//! `info`). Nothing logged anywhere carries a password, secret, code or
+//! token: request lines hold method, path, status and latency only.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber; call once, from `main`.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

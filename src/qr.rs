@@ -51,7 +51,11 @@ pub fn svg(text: &str) -> anyhow::Result<String> {
 mod tests {
     #[test]
     fn both_formats_render_a_long_uri() {
-        let uri = format!("otpauth://totp/Acme%20Corp:{}?secret={}", "a".repeat(64), "A".repeat(32));
+        let uri = format!(
+            "otpauth://totp/Acme%20Corp:{}?secret={}",
+            "a".repeat(64),
+            "A".repeat(32)
+        );
         let png = super::png(&uri).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         assert!(super::svg(&uri).unwrap().contains("<svg"));

@@ -105,7 +105,9 @@ impl Hasher {
         self.run(move || {
             let hash = argon2::PasswordHash::new(&stored)
                 .map_err(|e| anyhow::anyhow!("stored password hash does not parse: {e}"))?;
-            let ok = argon.verify_password(password.expose().as_bytes(), &hash).is_ok();
+            let ok = argon
+                .verify_password(password.expose().as_bytes(), &hash)
+                .is_ok();
             Ok(ok && known)
         })
         .await
@@ -159,7 +161,10 @@ mod tests {
         let h = Hasher::new(64, 1, 1, 1, 0).unwrap();
         // Hold the only slot by pretending a request is in flight.
         h.in_system.fetch_add(1, Ordering::AcqRel);
-        assert!(matches!(h.hash(&pw("password1")).await, Err(HashError::Busy)));
+        assert!(matches!(
+            h.hash(&pw("password1")).await,
+            Err(HashError::Busy)
+        ));
         h.in_system.fetch_sub(1, Ordering::AcqRel);
         assert!(h.hash(&pw("password1")).await.is_ok());
         assert_eq!(h.depth(), 0);

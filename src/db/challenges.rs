@@ -25,13 +25,12 @@ pub async fn find<'e>(
     token_hash: &[u8],
     now: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT user_id FROM mfa_challenges WHERE token_hash = $1 AND expires_at > $2",
-    )
-    .bind(token_hash)
-    .bind(now)
-    .fetch_optional(ex)
-    .await?;
+    let row =
+        sqlx::query("SELECT user_id FROM mfa_challenges WHERE token_hash = $1 AND expires_at > $2")
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(ex)
+            .await?;
     row.map(|r| r.try_get(0)).transpose()
 }
 

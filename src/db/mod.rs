@@ -35,7 +35,10 @@ impl Target {
     /// `postgres://` and `postgresql://` select PostgreSQL; any other scheme
     /// is an error rather than a surprising file name.
     pub fn parse(url: &str) -> anyhow::Result<Target> {
-        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             if path.is_empty() || path.starts_with(":memory:") {
                 bail!("an SQLite database URL needs a file path");
             }
@@ -123,18 +126,20 @@ async fn connect_sqlite(path: &Path) -> anyhow::Result<Db> {
         .run(&write)
         .await
         .context("applying SQLite migrations")?;
-    let read = pool(4).connect_with(options).await.context("opening SQLite readers")?;
+    let read = pool(4)
+        .connect_with(options)
+        .await
+        .context("opening SQLite readers")?;
     Ok(Db { read, write })
 }
 
 fn url_for_sqlite(path: &Path) -> anyhow::Result<String> {
     let text = path.to_str().context("the database path is not UTF-8")?;
-    let encoded: String =
-        percent_encoding::utf8_percent_encode(text, percent_encoding::CONTROLS)
-            .to_string()
-            .replace('?', "%3F")
-            .replace('#', "%23")
-            .replace(' ', "%20");
+    let encoded: String = percent_encoding::utf8_percent_encode(text, percent_encoding::CONTROLS)
+        .to_string()
+        .replace('?', "%3F")
+        .replace('#', "%23")
+        .replace(' ', "%20");
     Ok(format!("sqlite://{encoded}?mode=rwc"))
 }
 
@@ -176,7 +181,10 @@ mod tests {
             Target::parse("sqlite:///abs/x.db").unwrap(),
             Target::Sqlite("/abs/x.db".into())
         );
-        assert_eq!(Target::parse("x.db").unwrap(), Target::Sqlite("x.db".into()));
+        assert_eq!(
+            Target::parse("x.db").unwrap(),
+            Target::Sqlite("x.db".into())
+        );
         assert!(matches!(
             Target::parse("postgres://u@h/db").unwrap(),
             Target::Postgres(_)

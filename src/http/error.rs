@@ -104,12 +104,16 @@ impl Error {
                 "Content-Type must be application/json",
             ),
             Error::NotFound => (S::NOT_FOUND, "not_found", "Not Found"),
-            Error::MethodNotAllowed => {
-                (S::METHOD_NOT_ALLOWED, "method_not_allowed", "Method Not Allowed")
-            }
-            Error::InvalidCredentials => {
-                (S::UNAUTHORIZED, "invalid_credentials", "Invalid credentials")
-            }
+            Error::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method Not Allowed",
+            ),
+            Error::InvalidCredentials => (
+                S::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid credentials",
+            ),
             Error::UserExists => (S::CONFLICT, "user_exists", "User already exists"),
             Error::MfaNotEnabled => (S::CONFLICT, "mfa_disabled", "MFA is not enabled"),
             Error::MfaAlreadyDisabled => (S::CONFLICT, "mfa_disabled", "MFA is already disabled"),
@@ -122,9 +126,11 @@ impl Error {
                 "MFA is confirmed; the QR code is no longer available",
             ),
             Error::InvalidOtp => (S::UNAUTHORIZED, "invalid_otp", "Invalid OTP"),
-            Error::InvalidOtpForDisable => {
-                (S::UNAUTHORIZED, "invalid_otp", "Invalid OTP for disabling MFA")
-            }
+            Error::InvalidOtpForDisable => (
+                S::UNAUTHORIZED,
+                "invalid_otp",
+                "Invalid OTP for disabling MFA",
+            ),
             Error::InvalidMfaToken => (
                 S::UNAUTHORIZED,
                 "invalid_mfa_token",
@@ -146,7 +152,11 @@ impl Error {
                 "unavailable",
                 "Service temporarily unavailable",
             ),
-            Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
+            Error::Internal(_) => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
         }
     }
 }
@@ -179,11 +189,14 @@ impl IntoResponse for Error {
             _ => message.to_owned(),
         };
         match &self {
-            Error::Internal(cause) => tracing::error!(error = format!("{cause:#}"), "request failed"),
+            Error::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed")
+            }
             Error::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
             _ => {}
         }
-        let mut response = (status, Json(json!({ "detail": detail, "code": code }))).into_response();
+        let mut response =
+            (status, Json(json!({ "detail": detail, "code": code }))).into_response();
         let headers = response.headers_mut();
         match self {
             Error::TooManyAttempts { retry_after } => {

@@ -66,14 +66,12 @@ impl JsonObject {
 
     /// The `username` field, validated.
     pub fn username(&self) -> Result<Username, Error> {
-        Username::parse(self.string("username")?)
-            .ok_or(Error::invalid("username", username::RULE))
+        Username::parse(self.string("username")?).ok_or(Error::invalid("username", username::RULE))
     }
 
     /// The `password` field, validated.
     pub fn password(&self) -> Result<Password, Error> {
-        Password::parse(self.string("password")?)
-            .ok_or(Error::invalid("password", password::RULE))
+        Password::parse(self.string("password")?).ok_or(Error::invalid("password", password::RULE))
     }
 
     /// A code or token field: a non-empty string of bounded length.

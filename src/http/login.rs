@@ -51,7 +51,10 @@ pub enum LoginResponse {
     MfaRequired(MfaRequiredResponse),
 }
 
-fn session_response(issued: crate::service::IssuedToken, remaining: Option<i64>) -> SessionResponse {
+fn session_response(
+    issued: crate::service::IssuedToken,
+    remaining: Option<i64>,
+) -> SessionResponse {
     SessionResponse {
         message: "Login successful",
         token: issued.token,
@@ -61,7 +64,10 @@ fn session_response(issued: crate::service::IssuedToken, remaining: Option<i64>)
     }
 }
 
-async fn login(State(app): State<AppState>, body: JsonObject) -> Result<Json<LoginResponse>, Error> {
+async fn login(
+    State(app): State<AppState>,
+    body: JsonObject,
+) -> Result<Json<LoginResponse>, Error> {
     let username = body.username()?;
     let password = body.password()?;
     let user = app.check_password(&username, &password).await?;
@@ -75,7 +81,9 @@ async fn login(State(app): State<AppState>, body: JsonObject) -> Result<Json<Log
         })));
     }
     let session = app.new_session(user.id).await?;
-    Ok(Json(LoginResponse::Session(session_response(session, None))))
+    Ok(Json(LoginResponse::Session(session_response(
+        session, None,
+    ))))
 }
 
 async fn login_2fa(
@@ -95,7 +103,8 @@ async fn login_2fa(
         .filter(|u| u.id == owner)
         .ok_or(Error::InvalidMfaToken)?;
 
-    app.ensure_not_locked(username.key(), Factor::SecondFactor).await?;
+    app.ensure_not_locked(username.key(), Factor::SecondFactor)
+        .await?;
     // MFA switched off since /login: the challenge is moot.
     let verified = app
         .verify_second_factor(user.id, token)

@@ -65,7 +65,8 @@ async fn disable_mfa(
     if !user.mfa_enabled {
         return Err(Error::MfaAlreadyDisabled);
     }
-    app.ensure_not_locked(username.key(), Factor::SecondFactor).await?;
+    app.ensure_not_locked(username.key(), Factor::SecondFactor)
+        .await?;
     let verified = app
         .verify_second_factor(user.id, token)
         .await?

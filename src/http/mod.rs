@@ -54,11 +54,20 @@ pub fn router(state: AppState) -> Router {
                 )
                 .on_failure(()),
         )
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(30),
-        ))
+        .layer(axum::middleware::from_fn(deadline))
         .with_state(state)
+}
+
+/// Longest a request may take before it is answered 503 `busy`.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Bounds every request's time; tower-http's own timeout answers with an
+/// empty body, and every error here must be JSON.
+async fn deadline(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => Error::Busy.into_response(),
+    }
 }
 
 fn panic_response() -> Response {

@@ -2,11 +2,11 @@
 //! password, only until the first TOTP code is accepted (after that it would
 //! let a password alone clone the second factor).
 
+use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
 
 use super::Error;
 use super::extract::JsonObject;
@@ -63,7 +63,11 @@ async fn qrcode(
     }
     let secret = app
         .sealer
-        .open(user.id, &credential.sealed.nonce, &credential.sealed.ciphertext)
+        .open(
+            user.id,
+            &credential.sealed.nonce,
+            &credential.sealed.ciphertext,
+        )
         .map_err(|e| Error::Internal(e.into()))?;
     let uri = totp::provisioning_uri(&app.issuer, &user.username, &secret, &credential.params);
     let (content_type, image) = match format {

@@ -36,20 +36,29 @@ async fn signup(
     let enable_mfa = body.bool_or("enable_mfa", false)?;
 
     // A taken name is public anyway (the 409 says so); skip the hash for it.
-    if users::find_by_key(app.db.reader(), username.key()).await?.is_some() {
+    if users::find_by_key(app.db.reader(), username.key())
+        .await?
+        .is_some()
+    {
         return Err(Error::UserExists);
     }
     let hash = app.hasher.hash(&password).await?;
     let mut tx = app.db.writer().begin().await?;
-    let id = users::insert(&mut tx, username.as_str(), username.key(), &hash, app.clock.now())
-        .await
-        .map_err(|e| {
-            if db::is_unique_violation(&e) {
-                Error::UserExists
-            } else {
-                e.into()
-            }
-        })?;
+    let id = users::insert(
+        &mut tx,
+        username.as_str(),
+        username.key(),
+        &hash,
+        app.clock.now(),
+    )
+    .await
+    .map_err(|e| {
+        if db::is_unique_violation(&e) {
+            Error::UserExists
+        } else {
+            e.into()
+        }
+    })?;
     let enrollment = match enable_mfa {
         true => Some(app.enroll(&mut tx, id, username.as_str()).await?),
         false => None,

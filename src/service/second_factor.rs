@@ -54,7 +54,11 @@ impl Services {
             Some(SecondFactor::Totp(code)) => {
                 let secret = self
                     .sealer
-                    .open(user_id, &credential.sealed.nonce, &credential.sealed.ciphertext)
+                    .open(
+                        user_id,
+                        &credential.sealed.nonce,
+                        &credential.sealed.ciphertext,
+                    )
                     .map_err(|e| Error::Internal(anyhow::Error::new(e)))?;
                 let now = u64::try_from(self.clock.now()).unwrap_or(0);
                 let floor = credential.last_step.and_then(|s| u64::try_from(s).ok());

@@ -41,8 +41,13 @@ impl Services {
     pub async fn new_challenge(&self, user_id: i64) -> Result<IssuedToken, Error> {
         let now = self.clock.now();
         let issued = tokens::issue();
-        challenges::insert(self.db.writer(), &issued.hash, user_id, now + self.mfa_token_ttl)
-            .await?;
+        challenges::insert(
+            self.db.writer(),
+            &issued.hash,
+            user_id,
+            now + self.mfa_token_ttl,
+        )
+        .await?;
         Ok(IssuedToken {
             token: issued.token,
             expires_in: self.mfa_token_ttl,

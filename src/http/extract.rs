@@ -14,7 +14,7 @@ use crate::auth::tokens;
 use crate::domain::{Password, Username, password, username};
 
 /// Longest string accepted for a code or token field.
-const MAX_TOKEN_FIELD: usize = 128;
+const MAX_TOKEN_FIELD: usize = 64;
 
 /// A request body that is a JSON object.
 pub struct JsonObject(Map<String, Value>);
@@ -78,7 +78,7 @@ impl JsonObject {
     pub fn token(&self, field: &'static str) -> Result<&str, Error> {
         let s = self.string(field)?;
         if s.is_empty() || s.len() > MAX_TOKEN_FIELD {
-            return Err(Error::invalid(field, "must be 1 to 128 characters"));
+            return Err(Error::invalid(field, "must be 1 to 64 characters"));
         }
         Ok(s)
     }

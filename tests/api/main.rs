@@ -6,6 +6,7 @@ mod helpers;
 mod bad_input;
 mod disable_mfa;
 mod enable_mfa;
+mod health;
 mod lockout;
 mod login;
 mod login_2fa;

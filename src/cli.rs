@@ -22,6 +22,13 @@ pub enum Command {
     Serve(Box<Config>),
     /// Print the current TOTP code of a base32 secret, like `oathtool --totp -b`.
     Code(CodeArgs),
+    /// Inspect and repair accounts (takes the same database flags as `serve`).
+    #[command(subcommand)]
+    User(crate::admin::UserCommand),
+    /// Apply pending database migrations and exit (`serve` also applies them).
+    Migrate(Box<Config>),
+    /// Re-seal every TOTP secret under a new key in one transaction.
+    RotateKey(crate::admin::RotateKeyArgs),
 }
 
 /// Arguments of `twofactor code`.

@@ -26,6 +26,18 @@ pub struct Config {
     )]
     pub database_url: SecretString,
 
+    /// Most database connections this instance opens (PostgreSQL; SQLite
+    /// uses one writer and up to this many readers, at most 8).
+    #[arg(long, env = "TWOFACTOR_DB_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+
+    /// Seconds a request waits for a database connection before it is
+    /// answered 503 `unavailable` (e.g. while PostgreSQL is down).
+    #[arg(long, env = "TWOFACTOR_DB_ACQUIRE_TIMEOUT", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub db_acquire_timeout: u64,
+
     /// File holding the 32-byte key (64 hex characters) that seals TOTP secrets
     /// at rest; created with mode 0600 when missing.
     #[arg(
@@ -122,6 +134,14 @@ impl Config {
             algorithm: self.totp_algorithm,
             digits: self.totp_digits,
             period: self.totp_period,
+        }
+    }
+
+    /// Database pool settings.
+    pub fn pool_settings(&self) -> crate::db::PoolSettings {
+        crate::db::PoolSettings {
+            max_connections: self.db_max_connections,
+            acquire_timeout: Duration::from_secs(self.db_acquire_timeout),
         }
     }
 

@@ -1,5 +1,6 @@
 //! twofactor: password login with TOTP two-factor authentication.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod clock;

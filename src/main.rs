@@ -16,6 +16,9 @@ async fn main() -> ExitCode {
             let now = u64::try_from(Clock::system().now()).unwrap_or(0);
             args.code_at(now).map(|code| println!("{code}"))
         }
+        Command::User(command) => twofactor::admin::user(command).await,
+        Command::Migrate(config) => twofactor::admin::migrate(&config).await,
+        Command::RotateKey(args) => twofactor::admin::rotate_key(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,7 +35,7 @@ impl App {
     /// Builds the service on `clock` (tests move it forward).
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<App> {
         let sealer = Sealer::load(config.encryption_key.as_ref(), &config.encryption_key_file)?;
-        let db = Db::connect(config.database_url.expose_secret()).await?;
+        let db = Db::connect(config.database_url.expose_secret(), config.pool_settings()).await?;
         let workers = match config.hash_workers {
             Some(n) => n as usize,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),

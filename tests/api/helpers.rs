@@ -1,8 +1,15 @@
 //! Shared test harness: one real server per test, bound to 127.0.0.1:0, with a
-//! fresh SQLite file and key file in a temporary directory, cheap argon2 and a
-//! test clock the test can move forward (never sleep).
+//! fresh database (an SQLite file, or a new database in the binary's
+//! PostgreSQL cluster: see `crate::BACKEND`) and key file in a temporary
+//! directory, cheap argon2 and a test clock the test can move forward (never
+//! sleep).
+//!
+//! `spawn_app*` return `None` only when this binary tests PostgreSQL and none
+//! is installed (the harness has said so on stderr); tests begin with
+//! `let Some(app) = spawn_app().await else { return };`.
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
@@ -15,6 +22,9 @@ use twofactor::clock::Clock;
 use twofactor::config::Config;
 use twofactor::startup::App;
 
+use super::backend::{self, Backend};
+use super::pg::{self, PgCluster};
+
 /// A running server plus everything needed to talk to it and restart it.
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
@@ -23,8 +33,11 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The clock shared with the server; advance it to expire things.
     pub clock: Clock,
-    /// Holds the database and the key file; deleted when the test ends.
-    pub dir: TempDir,
+    /// Holds the key file (and the SQLite database); deleted when the last
+    /// instance sharing it ends.
+    pub dir: Arc<TempDir>,
+    /// The `--database-url` (a fresh SQLite file or PostgreSQL database).
+    pub database_url: String,
     /// The extra flags this app was started with.
     pub flags: Vec<String>,
     pub config: Config,
@@ -42,17 +55,32 @@ pub struct Enrollment {
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
-pub async fn spawn_app() -> TestApp {
+pub async fn spawn_app() -> Option<TestApp> {
     spawn_app_with(&[]).await
 }
 
-pub async fn spawn_app_with(extra_flags: &[&str]) -> TestApp {
+/// A server on a fresh database of this binary's backend, with extra flags.
+pub async fn spawn_app_with(extra_flags: &[&str]) -> Option<TestApp> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("db.sqlite");
+    let database_url = match backend::current() {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("db.sqlite").display()),
+        Backend::Postgres => pg::shared()?.create_database().await,
+    };
+    Some(spawn_app_on(dir, database_url, extra_flags).await)
+}
+
+/// A server on a fresh database of `cluster` (a test's private cluster).
+pub async fn spawn_app_in(cluster: &PgCluster, extra_flags: &[&str]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = cluster.create_database().await;
+    spawn_app_on(dir, database_url, extra_flags).await
+}
+
+/// A server on `database_url`, with its key file in `dir`.
+pub async fn spawn_app_on(dir: TempDir, database_url: String, extra_flags: &[&str]) -> TestApp {
     let key = dir.path().join("encryption.key");
-    let db = format!("sqlite://{}", db.display());
     let key = key.display().to_string();
-    let mut args: Vec<&str> = vec!["--bind", "127.0.0.1:0", "--database-url", &db];
+    let mut args: Vec<&str> = vec!["--bind", "127.0.0.1:0", "--database-url", &database_url];
     args.extend(["--encryption-key-file", &key]);
     // clap refuses a repeated flag, so extra argon2 flags replace these cheap ones.
     if !extra_flags.iter().any(|f| f.starts_with("--argon2")) {
@@ -60,19 +88,13 @@ pub async fn spawn_app_with(extra_flags: &[&str]) -> TestApp {
     }
     args.extend_from_slice(extra_flags);
     let config = Config::try_parse_from(&args).expect("test config parses");
-    let clock = Clock::system();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("http client");
     let mut app = TestApp {
         address: String::new(),
         port: 0,
-        client,
-        clock,
-        dir,
+        client: http_client(),
+        clock: Clock::system(),
+        dir: Arc::new(dir),
+        database_url,
         flags: extra_flags.iter().map(|s| s.to_string()).collect(),
         config,
         shutdown: None,
@@ -80,6 +102,15 @@ pub async fn spawn_app_with(extra_flags: &[&str]) -> TestApp {
     };
     app.start().await;
     app
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
 }
 
 impl TestApp {
@@ -112,6 +143,25 @@ impl TestApp {
             result.expect("server ran without error");
         }
         self.start().await;
+    }
+
+    /// A second server on the same database, key file, flags and clock, on
+    /// its own port: another instance behind the same load balancer.
+    pub async fn spawn_peer(&self) -> TestApp {
+        let mut peer = TestApp {
+            address: String::new(),
+            port: 0,
+            client: http_client(),
+            clock: self.clock.clone(),
+            dir: Arc::clone(&self.dir),
+            database_url: self.database_url.clone(),
+            flags: self.flags.clone(),
+            config: self.config.clone(),
+            shutdown: None,
+            server: None,
+        };
+        peer.start().await;
+        peer
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -351,12 +401,13 @@ pub fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;

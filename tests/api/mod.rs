@@ -1,7 +1,10 @@
-//! The integration suite: a real server on port 0, a fresh SQLite file per
-//! test, real HTTP.
+//! The integration suite, compiled twice: into `tests/sqlite.rs` (a fresh
+//! SQLite file per test) and `tests/postgres.rs` (a fresh database per test
+//! in a throwaway PostgreSQL cluster). Real server on port 0, real HTTP.
 
+pub mod backend;
 mod helpers;
+mod pg;
 
 mod bad_input;
 mod disable_mfa;
@@ -10,6 +13,9 @@ mod health;
 mod lockout;
 mod login;
 mod login_2fa;
+mod migrations;
+mod multi_instance;
+mod outage;
 mod process;
 mod qrcode;
 mod recovery;

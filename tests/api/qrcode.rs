@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, assert_error, assert_error_detail, spawn_app};
+use super::helpers::{PASSWORD, assert_error, assert_error_detail, spawn_app};
 
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
@@ -15,7 +15,7 @@ fn header(resp: &reqwest::Response, name: &str) -> String {
 
 #[tokio::test]
 async fn qrcode_returns_a_png_that_is_not_cached() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     let resp = app.qrcode("alice", PASSWORD, None).await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -32,7 +32,7 @@ async fn qrcode_returns_a_png_that_is_not_cached() {
 
 #[tokio::test]
 async fn qrcode_format_png_is_the_same_as_the_default() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     let resp = app.qrcode("alice", PASSWORD, Some("png")).await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -42,7 +42,7 @@ async fn qrcode_format_png_is_the_same_as_the_default() {
 
 #[tokio::test]
 async fn qrcode_format_svg_returns_an_svg_image() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     let resp = app.qrcode("alice", PASSWORD, Some("svg")).await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -62,7 +62,7 @@ async fn qrcode_format_svg_returns_an_svg_image() {
 
 #[tokio::test]
 async fn qrcode_username_is_matched_ignoring_case() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("Alice", PASSWORD).await;
     let resp = app.qrcode("aLICE", PASSWORD, None).await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -70,7 +70,7 @@ async fn qrcode_username_is_matched_ignoring_case() {
 
 #[tokio::test]
 async fn qrcode_with_a_wrong_password_is_401_invalid_credentials() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     let resp = app.qrcode("alice", "wrong password", None).await;
     assert_error_detail(resp, 401, "invalid_credentials", "Invalid credentials").await;
@@ -78,7 +78,7 @@ async fn qrcode_with_a_wrong_password_is_401_invalid_credentials() {
 
 #[tokio::test]
 async fn qrcode_for_an_unknown_user_is_identical_to_a_wrong_password() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     let wrong = app.qrcode("alice", "wrong password", None).await;
     let (ws, wb) = (wrong.status(), wrong.bytes().await.unwrap());
@@ -92,7 +92,7 @@ async fn qrcode_for_an_unknown_user_is_identical_to_a_wrong_password() {
 
 #[tokio::test]
 async fn qrcode_for_a_user_without_mfa_is_409_mfa_disabled() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let resp = app.qrcode("alice", PASSWORD, None).await;
     assert_error_detail(resp, 409, "mfa_disabled", "MFA is not enabled").await;
@@ -100,7 +100,7 @@ async fn qrcode_for_a_user_without_mfa_is_409_mfa_disabled() {
 
 #[tokio::test]
 async fn qrcode_for_a_user_without_mfa_and_a_wrong_password_is_401() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let resp = app.qrcode("alice", "wrong password", None).await;
     assert_error(resp, 401, "invalid_credentials").await;
@@ -108,7 +108,7 @@ async fn qrcode_for_a_user_without_mfa_and_a_wrong_password_is_401() {
 
 #[tokio::test]
 async fn qrcode_after_confirmation_is_409_mfa_confirmed() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     app.full_login("alice", PASSWORD, &e.secret).await;
     let resp = app.qrcode("alice", PASSWORD, None).await;
@@ -119,7 +119,7 @@ async fn qrcode_after_confirmation_is_409_mfa_confirmed() {
 
 #[tokio::test]
 async fn qrcode_without_a_password_is_422() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     let resp = app.post_json("/qrcode/alice", &json!({})).await;
     let body = assert_error(resp, 422, "invalid_input").await;
@@ -131,7 +131,7 @@ async fn qrcode_without_a_password_is_422() {
 
 #[tokio::test]
 async fn qrcode_without_a_body_is_refused_with_a_4xx() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     // The seed's body-less request: no longer enough to see the secret.
     let resp = app
@@ -142,12 +142,12 @@ async fn qrcode_without_a_body_is_refused_with_a_4xx() {
         .unwrap();
     let status = resp.status().as_u16();
     assert!([400, 415, 422].contains(&status), "status {status}");
-    crate::helpers::assert_json_content_type(&resp);
+    super::helpers::assert_json_content_type(&resp);
 }
 
 #[tokio::test]
 async fn qrcode_with_an_unknown_format_is_422_naming_format() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     for f in ["gif", "jpeg", "SVGZ"] {
         let resp = app.qrcode("alice", PASSWORD, Some(f)).await;
@@ -161,7 +161,7 @@ async fn qrcode_with_an_unknown_format_is_422_naming_format() {
 
 #[tokio::test]
 async fn qrcode_after_mfa_is_re_enabled_shows_the_new_enrollment() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     app.full_login("alice", PASSWORD, &e.secret).await;
     app.advance(30);

@@ -1,10 +1,10 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{PASSWORD, assert_error, assert_error_detail, assert_ok_json, spawn_app};
+use super::helpers::{PASSWORD, assert_error, assert_error_detail, assert_ok_json, spawn_app};
 
 #[tokio::test]
 async fn a_recovery_code_logs_in_once_and_reports_how_many_remain() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     let body = assert_ok_json(app.login_2fa("alice", &e.recovery_codes[0], &mfa).await).await;
@@ -21,7 +21,7 @@ async fn a_recovery_code_logs_in_once_and_reports_how_many_remain() {
 
 #[tokio::test]
 async fn recovery_codes_work_in_any_order_and_each_only_once() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let order = [7, 2, 9, 0, 4];
     for (i, &k) in order.iter().enumerate() {
@@ -45,7 +45,7 @@ async fn recovery_codes_work_in_any_order_and_each_only_once() {
 
 #[tokio::test]
 async fn all_ten_recovery_codes_work_then_none_remain() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     for (i, code) in e.recovery_codes.iter().enumerate().rev() {
         let mfa = app.mfa_token("alice", PASSWORD).await;
@@ -58,7 +58,7 @@ async fn all_ten_recovery_codes_work_then_none_remain() {
 
 #[tokio::test]
 async fn recovery_codes_are_accepted_in_upper_case_and_without_dashes() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let variants = [
         e.recovery_codes[0].to_uppercase(),
@@ -82,7 +82,7 @@ async fn recovery_codes_are_accepted_in_upper_case_and_without_dashes() {
 
 #[tokio::test]
 async fn a_recovery_code_does_not_confirm_the_enrollment() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     assert_eq!(
@@ -97,7 +97,7 @@ async fn a_recovery_code_does_not_confirm_the_enrollment() {
 
 #[tokio::test]
 async fn a_recovery_code_disables_mfa() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let resp = app
         .disable_mfa("alice", PASSWORD, &e.recovery_codes[6])
@@ -110,7 +110,7 @@ async fn a_recovery_code_disables_mfa() {
 
 #[tokio::test]
 async fn a_recovery_code_used_to_log_in_cannot_disable_mfa() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     assert_eq!(
@@ -127,7 +127,7 @@ async fn a_recovery_code_used_to_log_in_cannot_disable_mfa() {
 
 #[tokio::test]
 async fn another_users_recovery_code_is_refused() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     let bob = app.signup_mfa("bob", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
@@ -145,7 +145,7 @@ async fn another_users_recovery_code_is_refused() {
 
 #[tokio::test]
 async fn a_made_up_recovery_code_is_401_invalid_otp() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_mfa("alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     let resp = app.login_2fa("alice", "abcd-efgh-ijkl-mnop", &mfa).await;
@@ -154,7 +154,9 @@ async fn a_made_up_recovery_code_is_401_invalid_otp() {
 
 #[tokio::test]
 async fn recovery_codes_survive_a_restart() {
-    let mut app = spawn_app().await;
+    let Some(mut app) = spawn_app().await else {
+        return;
+    };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     assert_eq!(

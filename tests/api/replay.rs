@@ -3,11 +3,11 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, assert_error, assert_error_detail, spawn_app, spawn_app_with};
+use super::helpers::{PASSWORD, assert_error, assert_error_detail, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn the_same_code_cannot_be_used_twice() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     app.align_to_step_start();
     let code = app.code_now(&e.secret);
@@ -27,7 +27,7 @@ async fn the_same_code_cannot_be_used_twice() {
 
 #[tokio::test]
 async fn the_same_code_with_spaces_is_still_a_replay() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     app.align_to_step_start();
     let code = app.code_now(&e.secret);
@@ -44,7 +44,7 @@ async fn the_same_code_with_spaces_is_still_a_replay() {
 
 #[tokio::test]
 async fn a_code_of_an_earlier_step_is_refused_after_a_later_one_was_accepted() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     app.align_to_step_start();
     let next = app.code_at_step_offset(&e.secret, 1);
@@ -67,7 +67,7 @@ async fn a_code_of_an_earlier_step_is_refused_after_a_later_one_was_accepted() {
 
 #[tokio::test]
 async fn a_code_used_on_login_2fa_is_refused_on_disable_mfa() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     app.align_to_step_start();
     let code = app.code_now(&e.secret);
@@ -88,7 +88,7 @@ async fn a_code_used_on_login_2fa_is_refused_on_disable_mfa() {
 
 #[tokio::test]
 async fn replay_protection_is_per_user() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let a = app.signup_mfa("alice", PASSWORD).await;
     let b = app.signup_mfa("bob", PASSWORD).await;
     app.full_login("alice", PASSWORD, &a.secret).await;
@@ -101,7 +101,9 @@ async fn concurrent_logins_with_one_code_let_exactly_one_through() {
     const N: usize = 16;
     // The fifteen refused replays are counted failures; a high threshold keeps
     // them from turning into 429s so each one shows as invalid_otp.
-    let app = spawn_app_with(&["--lockout-threshold", "100"]).await;
+    let Some(app) = spawn_app_with(&["--lockout-threshold", "100"]).await else {
+        return;
+    };
     let e = app.signup_mfa("alice", PASSWORD).await;
     app.align_to_step_start();
     let mut tokens = Vec::with_capacity(N);
@@ -151,7 +153,7 @@ async fn concurrent_logins_with_one_code_let_exactly_one_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn concurrent_disable_and_login_with_one_code_let_exactly_one_through() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     app.align_to_step_start();
     let mfa = app.mfa_token("alice", PASSWORD).await;

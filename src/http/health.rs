@@ -1,25 +1,39 @@
 //! Liveness (`/healthz`) and readiness (`/readyz`: the database answers).
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::Error;
 use crate::service::AppState;
 
 /// `GET /healthz`, `GET /readyz`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// A probe's answer.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    /// `ok` (healthz) or `ready` (readyz).
+    #[schema(example = "ok")]
+    status: &'static str,
 }
 
-async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, Error> {
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process is up", body = Status)))]
+async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "The database answers", body = Status)))]
+async fn readyz(State(app): State<AppState>) -> Result<Json<Status>, Error> {
     app.db.ping().await.map_err(Error::Unavailable)?;
-    Ok(Json(json!({ "status": "ready" })))
+    Ok(Json(Status { status: "ready" }))
 }

@@ -1,28 +1,76 @@
 //! `POST /login` (password; a session, or an `mfa_token` when a second
 //! factor is due) and `POST /login-2fa` (code + `mfa_token` → session).
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::Error;
 use super::extract::JsonObject;
+use super::openapi::ErrorBody;
 use crate::auth::lockout::Factor;
 use crate::auth::tokens;
 use crate::db::{challenges, recovery_codes, users};
 use crate::service::AppState;
 
 /// `POST /login`, `POST /login-2fa`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/login", post(login))
-        .route("/login-2fa", post(login_2fa))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(login_2fa))
+}
+
+/// Body of /login.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documents the body; read field by field by JsonObject"
+)]
+pub struct LoginRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._@+-]+$",
+        example = "alice"
+    )]
+    username: String,
+    #[schema(min_length = 8, max_length = 256, example = "correct horse")]
+    password: String,
+}
+
+/// Body of /login-2fa.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documents the body; read field by field by JsonObject"
+)]
+pub struct Login2faRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._@+-]+$",
+        example = "alice"
+    )]
+    username: String,
+    /// A TOTP code (spaces allowed) or an unused recovery code.
+    #[schema(min_length = 1, max_length = 64, example = "123456")]
+    token: String,
+    /// The `mfa_token` from /login.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        example = "2n5Qy0Q3G8vX9x6m8Wq3bX2c4d5e6f7g8h9i0j1k2l3"
+    )]
+    mfa_token: String,
 }
 
 /// A session was issued.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionResponse {
+    #[schema(example = "Login successful")]
     message: &'static str,
     token: String,
     token_type: &'static str,
@@ -33,8 +81,9 @@ pub struct SessionResponse {
 }
 
 /// A second factor is due.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MfaRequiredResponse {
+    #[schema(example = "MFA enabled. Please submit OTP")]
     message: &'static str,
     mfa_required: bool,
     mfa_token: String,
@@ -42,7 +91,7 @@ pub struct MfaRequiredResponse {
 }
 
 /// Body of a 200 from /login.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum LoginResponse {
     /// MFA off.
@@ -64,6 +113,12 @@ fn session_response(
     }
 }
 
+#[utoipa::path(post, path = "/login", tag = "login", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A session (MFA off) or an `mfa_token` for /login-2fa (MFA on)", body = LoginResponse),
+        (status = 401, description = "Unknown user or wrong password (`invalid_credentials`)", body = ErrorBody),
+        (status = 429, description = "Locked out after too many failures (`too_many_attempts`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until the lock ends"))),
+    ))]
 async fn login(
     State(app): State<AppState>,
     body: JsonObject,
@@ -86,6 +141,12 @@ async fn login(
     ))))
 }
 
+#[utoipa::path(post, path = "/login-2fa", tag = "login", request_body = Login2faRequest,
+    responses(
+        (status = 200, description = "A session", body = SessionResponse),
+        (status = 401, description = "Wrong, replayed or spent code (`invalid_otp`); missing, expired or foreign `mfa_token` (`invalid_mfa_token`)", body = ErrorBody),
+        (status = 429, description = "Locked out after too many failures (`too_many_attempts`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until the lock ends"))),
+    ))]
 async fn login_2fa(
     State(app): State<AppState>,
     body: JsonObject,

@@ -1,26 +1,69 @@
 //! `POST /enable-mfa` and `POST /disable-mfa`.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::Error;
 use super::extract::JsonObject;
+use super::openapi::ErrorBody;
 use crate::auth::lockout::Factor;
 use crate::db::{credentials, recovery_codes};
 use crate::service::AppState;
 
 /// `POST /enable-mfa`, `POST /disable-mfa`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/enable-mfa", post(enable_mfa))
-        .route("/disable-mfa", post(disable_mfa))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(enable_mfa))
+        .routes(routes!(disable_mfa))
+}
+
+/// Body of /enable-mfa.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documents the body; read field by field by JsonObject"
+)]
+pub struct EnableMfaRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._@+-]+$",
+        example = "alice"
+    )]
+    username: String,
+    #[schema(min_length = 8, max_length = 256, example = "correct horse")]
+    password: String,
+}
+
+/// Body of /disable-mfa.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documents the body; read field by field by JsonObject"
+)]
+pub struct DisableMfaRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._@+-]+$",
+        example = "alice"
+    )]
+    username: String,
+    #[schema(min_length = 8, max_length = 256, example = "correct horse")]
+    password: String,
+    /// A current TOTP code or an unused recovery code.
+    #[schema(min_length = 1, max_length = 64, example = "123456")]
+    token: String,
 }
 
 /// Body of a 200 from /enable-mfa.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EnableMfaResponse {
+    #[schema(example = "MFA enabled")]
     message: &'static str,
     mfa_enabled: bool,
     provisioning_uri: String,
@@ -28,11 +71,19 @@ pub struct EnableMfaResponse {
 }
 
 /// Body of a 200 from /disable-mfa.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MessageResponse {
+    #[schema(example = "MFA disabled successfully")]
     message: &'static str,
 }
 
+#[utoipa::path(post, path = "/enable-mfa", tag = "accounts", request_body = EnableMfaRequest,
+    responses(
+        (status = 200, description = "Enrolled: provisioning URI and recovery codes, shown once", body = EnableMfaResponse),
+        (status = 401, description = "Unknown user or wrong password (`invalid_credentials`)", body = ErrorBody),
+        (status = 409, description = "MFA already enabled (`mfa_already_enabled`)", body = ErrorBody),
+        (status = 429, description = "Locked out after too many failures (`too_many_attempts`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until the lock ends"))),
+    ))]
 async fn enable_mfa(
     State(app): State<AppState>,
     body: JsonObject,
@@ -54,6 +105,13 @@ async fn enable_mfa(
     }))
 }
 
+#[utoipa::path(post, path = "/disable-mfa", tag = "accounts", request_body = DisableMfaRequest,
+    responses(
+        (status = 200, description = "MFA off; secret and recovery codes erased", body = MessageResponse),
+        (status = 401, description = "Unknown user or wrong password (`invalid_credentials`); wrong, replayed or spent code (`invalid_otp`)", body = ErrorBody),
+        (status = 409, description = "MFA already disabled (`mfa_disabled`)", body = ErrorBody),
+        (status = 429, description = "Locked out after too many failures (`too_many_attempts`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until the lock ends"))),
+    ))]
 async fn disable_mfa(
     State(app): State<AppState>,
     body: JsonObject,

@@ -7,6 +7,7 @@ mod extract;
 mod health;
 mod login;
 mod mfa;
+pub mod openapi;
 mod qrcode;
 mod session;
 mod signup;
@@ -19,6 +20,9 @@ use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::Error;
 
@@ -27,15 +31,29 @@ use crate::service::AppState;
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 16 * 1024;
 
-/// The whole API.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Every documented route, with the OpenAPI document they make.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(signup::router())
         .merge(login::router())
         .merge(qrcode::router())
         .merge(mfa::router())
         .merge(session::router())
         .merge(health::router())
+}
+
+/// The OpenAPI document served at `/openapi.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = api().split_for_parts();
+    openapi::finish(&mut doc);
+    doc
+}
+
+/// The whole service: the API, `/openapi.json` and the `/docs` explorer.
+pub fn router(state: AppState) -> Router {
+    let (api, mut doc) = api().split_for_parts();
+    openapi::finish(&mut doc);
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -74,4 +92,68 @@ fn panic_response() -> Response {
     // The panic message may hold anything; it is not logged or sent.
     tracing::error!("a request handler panicked");
     Error::Internal(anyhow::anyhow!("handler panicked")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Routes registered with plain axum calls would be missing from the
+    /// OpenAPI document; every route must go through `routes!(handler)`.
+    #[test]
+    fn every_route_is_registered_with_its_documentation() {
+        let sources = [
+            include_str!("health.rs"),
+            include_str!("login.rs"),
+            include_str!("mfa.rs"),
+            include_str!("qrcode.rs"),
+            include_str!("session.rs"),
+            include_str!("signup.rs"),
+            include_str!("mod.rs"),
+        ];
+        for source in sources {
+            let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+            for forbidden in [".route(", ".route_service(", ".nest("] {
+                assert!(
+                    !code.contains(forbidden),
+                    "undocumented route via {forbidden}"
+                );
+            }
+        }
+        let entries = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http")).unwrap();
+        assert_eq!(
+            entries.count(),
+            10,
+            "a new file in src/http must be added to this test"
+        );
+    }
+
+    #[test]
+    fn the_document_lists_every_operation() {
+        let doc = super::openapi_document();
+        let mut ops: Vec<String> = doc
+            .paths
+            .paths
+            .iter()
+            .flat_map(|(path, item)| {
+                let get = item.get.as_ref().map(|_| format!("GET {path}"));
+                let post = item.post.as_ref().map(|_| format!("POST {path}"));
+                get.into_iter().chain(post)
+            })
+            .collect();
+        ops.sort();
+        assert_eq!(
+            ops,
+            [
+                "GET /healthz",
+                "GET /me",
+                "GET /readyz",
+                "POST /disable-mfa",
+                "POST /enable-mfa",
+                "POST /login",
+                "POST /login-2fa",
+                "POST /logout",
+                "POST /qrcode/{username}",
+                "POST /signup",
+            ]
+        );
+    }
 }

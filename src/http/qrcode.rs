@@ -2,22 +2,49 @@
 //! password, only until the first TOTP code is accepted (after that it would
 //! let a password alone clone the second factor).
 
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::Error;
 use super::extract::JsonObject;
+use super::openapi::ErrorBody;
 use crate::auth::totp;
 use crate::db::credentials;
 use crate::domain::{Password, Username, password};
 use crate::service::AppState;
 
 /// `POST /qrcode/{username}`.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/qrcode/{username}", post(qrcode))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(qrcode))
+}
+
+/// Body of /qrcode.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documents the body; read field by field by JsonObject"
+)]
+pub struct QrcodeRequest {
+    #[schema(min_length = 8, max_length = 256, example = "correct horse")]
+    password: String,
+}
+
+/// Image format of the QR code (query parameter `format`).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[expect(
+    dead_code,
+    reason = "documents the query parameter; parsed by parse_format"
+)]
+pub enum QrFormat {
+    /// PNG image (the default).
+    Png,
+    /// SVG image.
+    Svg,
 }
 
 enum Format {
@@ -40,6 +67,19 @@ fn parse_format(query: Option<&str>) -> Result<Format, Error> {
     Ok(format)
 }
 
+#[utoipa::path(post, path = "/qrcode/{username}", tag = "accounts", request_body = QrcodeRequest,
+    params(
+        ("username" = String, Path, description = "The account (case-insensitive)"),
+        ("format" = inline(Option<QrFormat>), Query, description = "`png` (default) or `svg`"),
+    ),
+    responses(
+        (status = 200, description = "The provisioning URI as a QR image; only until the first code is accepted",
+            content((Vec<u8> = "image/png"), (String = "image/svg+xml")),
+            headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 401, description = "Unknown user or wrong password (`invalid_credentials`)", body = ErrorBody),
+        (status = 409, description = "MFA not enabled (`mfa_disabled`) or already confirmed (`mfa_confirmed`)", body = ErrorBody),
+        (status = 429, description = "Locked out after too many failures (`too_many_attempts`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until the lock ends"))),
+    ))]
 async fn qrcode(
     State(app): State<AppState>,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,

@@ -1,32 +1,64 @@
 //! `POST /signup`: a new account, with TOTP enrolled when `enable_mfa`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::Error;
 use super::extract::JsonObject;
+use super::openapi::ErrorBody;
 use crate::db::{self, users};
 use crate::service::AppState;
 
 /// `POST /signup`.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/signup", post(signup))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(signup))
+}
+
+/// Body of /signup.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documents the body; read field by field by JsonObject"
+)]
+pub struct SignupRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._@+-]+$",
+        example = "alice"
+    )]
+    username: String,
+    #[schema(min_length = 8, max_length = 256, example = "correct horse")]
+    password: String,
+    /// Enroll TOTP now.
+    #[schema(default = false, required = false)]
+    enable_mfa: bool,
 }
 
 /// Body of a 201.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SignupResponse {
+    #[schema(example = "Signup successful")]
     message: &'static str,
     mfa_enabled: bool,
+    /// `otpauth://` URI for the authenticator (with `enable_mfa`).
     #[serde(skip_serializing_if = "Option::is_none")]
     provisioning_uri: Option<String>,
+    /// Ten single-use codes, shown once (with `enable_mfa`).
     #[serde(skip_serializing_if = "Option::is_none")]
     recovery_codes: Option<Vec<String>>,
 }
 
+#[utoipa::path(post, path = "/signup", tag = "accounts", request_body = SignupRequest,
+    responses(
+        (status = 201, description = "Account created", body = SignupResponse),
+        (status = 409, description = "Username taken, ignoring case (`user_exists`)", body = ErrorBody),
+    ))]
 async fn signup(
     State(app): State<AppState>,
     body: JsonObject,

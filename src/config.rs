@@ -10,9 +10,22 @@ use secrecy::SecretString;
 
 use crate::auth::totp::{Algorithm, TotpParams};
 
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Everything `twofactor serve` (and the operator commands) need to run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
+    /// Log line format on standard error.
+    #[arg(long, env = "TWOFACTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
     /// Address and port to listen on (port 0 picks a free port).
     #[arg(long, env = "TWOFACTOR_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,

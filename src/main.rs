@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: twofactor::config::Config) -> anyhow::Result<()> {
-    twofactor::telemetry::init();
+    twofactor::telemetry::init(config.log_format);
     let app = App::build(config).await?;
     let addr = app.local_addr();
     tracing::info!(%addr, "listening");

@@ -9,6 +9,7 @@ mod login;
 mod mfa;
 pub mod openapi;
 mod qrcode;
+mod request_id;
 mod session;
 mod signup;
 
@@ -62,7 +63,11 @@ pub fn router(state: AppState) -> Router {
             TraceLayer::new_for_http()
                 // The path only: no query, headers or body, so no secret.
                 .make_span_with(|req: &axum::http::Request<_>| {
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                    let id = req
+                        .extensions()
+                        .get::<request_id::RequestId>()
+                        .map_or("", |id| id.as_str());
+                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
                 })
                 .on_request(())
                 .on_response(
@@ -73,6 +78,7 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(()),
         )
         .layer(axum::middleware::from_fn(deadline))
+        .layer(axum::middleware::from_fn(request_id::tag))
         .with_state(state)
 }
 

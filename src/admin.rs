@@ -170,6 +170,11 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             let db = open(&args.config).await?;
             let name = username(&args.name)?;
             let cleared = admin::unlock(db.writer(), name.key()).await?;
+            // Counters also exist for names without an account (guessed
+            // usernames lock out too); only a name with neither is an error.
+            if cleared == 0 && admin::show(db.reader(), name.key(), now).await?.is_none() {
+                bail!("no user named {}", name.as_str());
+            }
             say!("cleared {cleared} lockout counter(s) for {}", name.as_str());
         }
         UserCommand::Delete(args) => {

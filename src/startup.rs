@@ -47,6 +47,7 @@ impl App {
             workers,
             config.hash_queue as usize,
         )?;
+        let hasher_wait = hasher.wait_histogram();
         let state = Arc::new(Services {
             db,
             hasher,
@@ -58,6 +59,7 @@ impl App {
             lockout: config.lockout_policy(),
             session_ttl: config.session_ttl as i64,
             mfa_token_ttl: config.mfa_token_ttl as i64,
+            metrics: crate::metrics::Metrics::new(hasher_wait),
         });
         let listener = TcpListener::bind(config.bind)
             .await

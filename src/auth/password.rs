@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::Context;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::Semaphore;
 
 use crate::domain::Password;
@@ -30,6 +31,8 @@ pub struct Hasher {
     permits: Arc<Semaphore>,
     in_system: Arc<AtomicUsize>,
     capacity: usize,
+    /// Seconds each hash waited for a worker.
+    wait: Histogram,
     /// A hash of a random password, verified against for unknown users so
     /// they cost the same time as a wrong password.
     dummy: Arc<str>,
@@ -69,6 +72,7 @@ impl Hasher {
             permits: Arc::new(Semaphore::new(workers)),
             in_system: Arc::new(AtomicUsize::new(0)),
             capacity: workers + queue,
+            wait: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
             dummy: dummy.into(),
         })
     }
@@ -76,6 +80,11 @@ impl Hasher {
     /// Requests currently hashing or waiting to.
     pub fn depth(&self) -> usize {
         self.in_system.load(Ordering::Acquire)
+    }
+
+    /// The queue-wait histogram, for registering with the metrics.
+    pub fn wait_histogram(&self) -> Histogram {
+        self.wait.clone()
     }
 
     /// Hashes a new password into a PHC string.
@@ -122,12 +131,14 @@ impl Hasher {
         if before >= self.capacity {
             return Err(HashError::Busy);
         }
+        let queued = std::time::Instant::now();
         let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .context("hash semaphore closed")?;
+        self.wait.observe(queued.elapsed().as_secs_f64());
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             work()

@@ -100,6 +100,17 @@ pub enum LoginResponse {
     MfaRequired(MfaRequiredResponse),
 }
 
+/// How a factor check ended, for the login metrics; `None` when it ended
+/// for another reason (busy, unavailable, a stale mfa_token).
+fn outcome<T>(result: &Result<T, Error>) -> Option<&'static str> {
+    match result {
+        Ok(_) => Some("success"),
+        Err(Error::InvalidCredentials | Error::InvalidOtp) => Some("failure"),
+        Err(Error::TooManyAttempts { .. }) => Some("locked"),
+        Err(_) => None,
+    }
+}
+
 fn session_response(
     issued: crate::service::IssuedToken,
     remaining: Option<i64>,
@@ -125,7 +136,11 @@ async fn login(
 ) -> Result<Json<LoginResponse>, Error> {
     let username = body.username()?;
     let password = body.password()?;
-    let user = app.check_password(&username, &password).await?;
+    let checked = app.check_password(&username, &password).await;
+    if let Some(outcome) = outcome(&checked) {
+        app.metrics.login("password", outcome);
+    }
+    let user = checked?;
     if user.mfa_enabled {
         let challenge = app.new_challenge(user.id).await?;
         return Ok(Json(LoginResponse::MfaRequired(MfaRequiredResponse {
@@ -164,16 +179,27 @@ async fn login_2fa(
         .filter(|u| u.id == owner)
         .ok_or(Error::InvalidMfaToken)?;
 
-    app.ensure_not_locked(username.key(), Factor::SecondFactor)
-        .await?;
-    // MFA switched off since /login: the challenge is moot.
-    let verified = app
-        .verify_second_factor(user.id, token)
-        .await?
-        .ok_or(Error::InvalidMfaToken)?;
-    let mut settled = app
-        .settle_second_factor(username.key(), verified, Error::InvalidOtp)
-        .await?;
+    let settled = async {
+        app.ensure_not_locked(username.key(), Factor::SecondFactor)
+            .await?;
+        // MFA switched off since /login: the challenge is moot.
+        let verified = app
+            .verify_second_factor(user.id, token)
+            .await?
+            .ok_or(Error::InvalidMfaToken)?;
+        app.settle_second_factor(username.key(), verified, Error::InvalidOtp)
+            .await
+    }
+    .await;
+    if let Some(outcome) = outcome(&settled) {
+        let factor = match &settled {
+            Ok(s) if s.used_recovery_code => "recovery_code",
+            Ok(_) => "totp",
+            Err(_) => "second_factor",
+        };
+        app.metrics.login(factor, outcome);
+    }
+    let mut settled = settled?;
     let now = app.clock.now();
     if !challenges::spend(&mut settled.tx, &challenge, user.id, now).await? {
         // Spent by a concurrent success or expired meanwhile; roll back.
@@ -185,5 +211,8 @@ async fn login_2fa(
         false => None,
     };
     settled.tx.commit().await?;
+    if settled.used_recovery_code {
+        app.metrics.recovery_code_used();
+    }
     Ok(Json(session_response(session, remaining)))
 }

@@ -137,6 +137,9 @@ async fn disable_mfa(
     }
     recovery_codes::delete_for_user(&mut settled.tx, user.id).await?;
     settled.tx.commit().await?;
+    if settled.used_recovery_code {
+        app.metrics.recovery_code_used();
+    }
     Ok(Json(MessageResponse {
         message: "MFA disabled successfully",
     }))

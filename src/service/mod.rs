@@ -15,6 +15,7 @@ use crate::auth::password::Hasher;
 use crate::auth::totp::TotpParams;
 use crate::clock::Clock;
 use crate::db::Db;
+use crate::metrics::Metrics;
 
 pub use enrollment::Enrollment;
 pub use second_factor::{Settled, Verified};
@@ -42,6 +43,8 @@ pub struct Services {
     pub session_ttl: i64,
     /// `mfa_token` lifetime in seconds.
     pub mfa_token_ttl: i64,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 /// Cheap-to-clone handle given to handlers.

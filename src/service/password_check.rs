@@ -61,10 +61,14 @@ impl Services {
         if let Some(retry_after) = retry_after(state.locked_until, now) {
             return Err(Error::TooManyAttempts { retry_after });
         }
-        if let Some(until) = self.lockout.locked_until(state.failures, now) {
+        let lock = self.lockout.locked_until(state.failures, now);
+        if let Some(until) = lock {
             throttle::lock(&mut tx, subject, factor, until).await?;
         }
         tx.commit().await?;
+        if lock.is_some() {
+            self.metrics.lockout(factor);
+        }
         Ok(())
     }
 }

@@ -62,12 +62,20 @@ impl Services {
                     .map_err(|e| Error::Internal(anyhow::Error::new(e)))?;
                 let now = u64::try_from(self.clock.now()).unwrap_or(0);
                 let floor = credential.last_step.and_then(|s| u64::try_from(s).ok());
-                totp::verify(&credential.params, &secret, &code, now, self.skew, floor).map(
-                    |step| Verified::Totp {
-                        credential_id: credential.id,
-                        step,
-                    },
-                )
+                let verified =
+                    totp::verify(&credential.params, &secret, &code, now, self.skew, floor);
+                // Only on failure: was it a used code rather than a wrong one?
+                if verified.is_none()
+                    && floor.is_some()
+                    && totp::verify(&credential.params, &secret, &code, now, self.skew, None)
+                        .is_some()
+                {
+                    self.metrics.replay_refused();
+                }
+                verified.map(|step| Verified::Totp {
+                    credential_id: credential.id,
+                    step,
+                })
             }
             Some(SecondFactor::Recovery(code)) => {
                 let unused = recovery_codes::unused(self.db.reader(), user_id).await?;
@@ -113,10 +121,15 @@ impl Services {
             None => false,
         };
         if !consumed {
-            if let Some(until) = self.lockout.locked_until(state.failures, now) {
+            let lock = self.lockout.locked_until(state.failures, now);
+            if let Some(until) = lock {
                 throttle::lock(&mut tx, subject, Factor::SecondFactor, until).await?;
             }
             tx.commit().await?;
+            self.metrics.second_factor_failure();
+            if lock.is_some() {
+                self.metrics.lockout(Factor::SecondFactor);
+            }
             return Err(invalid);
         }
         throttle::reset(&mut *tx, subject, Factor::SecondFactor).await?;

@@ -8,6 +8,7 @@ mod pg;
 
 mod bad_input;
 mod disable_mfa;
+mod durability;
 mod enable_mfa;
 mod health;
 mod lockout;
@@ -15,6 +16,7 @@ mod login;
 mod login_2fa;
 mod migrations;
 mod multi_instance;
+mod operator;
 mod outage;
 mod process;
 mod qrcode;

@@ -1,11 +1,14 @@
 //! Process-level tests: the real `twofactor` binary, started as a child process
-//! on a fresh temporary directory, killed with SIGKILL or stopped with SIGTERM,
-//! and restarted on the same files. These check what only a whole process
-//! shows: durability across a crash, what ends up on disk and in the logs, the
-//! `code` subcommand, and a graceful stop.
+//! on a fresh database of this binary's backend (an SQLite file in a temporary
+//! directory, or a new database in the shared PostgreSQL cluster), killed with
+//! SIGKILL or stopped with SIGTERM, and restarted on the same database and key
+//! file. These check what only a whole process shows: durability across a
+//! crash, what ends up at rest and in the logs, the `code` subcommand, and a
+//! graceful stop.
 //!
 //! The harness (`ServerProcess`) is self-contained on purpose: it does not use
-//! `helpers.rs`, which starts the service in-process.
+//! `helpers.rs`, which starts the service in-process. `durability.rs` uses it
+//! too.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,26 +23,41 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use twofactor::auth::totp::{Algorithm, TotpParams, decode_secret, generate};
 
+use super::backend::{self, Backend};
+use super::pg;
+
 // ---------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------
 
-const BIN: &str = env!("CARGO_BIN_EXE_twofactor");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_twofactor");
 /// How long the binary may take from spawn to its `listening on` line.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a SIGTERM'd server may take to exit.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One running `twofactor serve`, on its own temporary data directory.
+/// A fresh database of this binary's backend: `sqlite://DIR/db.sqlite`, or a
+/// new database in the shared PostgreSQL cluster (`None` when PostgreSQL is
+/// not installed and the harness announced the skip).
+async fn fresh_database_url(dir: &Path) -> Option<String> {
+    match backend::current() {
+        Backend::Sqlite => Some(format!("sqlite://{}", dir.join("db.sqlite").display())),
+        Backend::Postgres => Some(pg::shared()?.create_database().await),
+    }
+}
+
+/// One running `twofactor serve`, on its own temporary data directory and a
+/// fresh database of this binary's backend.
 ///
-/// `data` holds the database and the key file and survives `kill9`/`restart`;
-/// `logs` holds the captured stderr of every run (`stderr-<n>.log`), apart
-/// from `data` so that scanning the data directory sees only what the service
-/// wrote there itself.
-struct ServerProcess {
+/// `data` holds the key file (and, on SQLite, the database) and survives
+/// `kill9`/`restart`; `logs` holds the captured stderr of every run
+/// (`stderr-<n>.log`), apart from `data` so that scanning the data directory
+/// sees only what the service wrote there itself.
+pub(crate) struct ServerProcess {
     child: Option<Child>,
     data: TempDir,
     logs: TempDir,
+    database_url: String,
     extra_args: Vec<String>,
     rust_log: String,
     runs: u32,
@@ -48,26 +66,31 @@ struct ServerProcess {
 
 impl ServerProcess {
     /// Starts the binary with cheap argon2 and the default log level (info).
-    fn start() -> Self {
-        Self::start_with(&[], "info")
+    pub(crate) async fn start() -> Option<Self> {
+        Self::start_with(&[], "info").await
     }
 
     /// Starts the binary with extra `serve` flags and a `RUST_LOG` value, and
-    /// waits (without sleeping) for its `listening on` line.
-    fn start_with(extra_args: &[&str], rust_log: &str) -> Self {
+    /// waits (without sleeping) for its `listening on` line. `None` only when
+    /// this binary tests PostgreSQL and none is installed.
+    pub(crate) async fn start_with(extra_args: &[&str], rust_log: &str) -> Option<Self> {
+        let data = TempDir::new().expect("data tempdir");
+        let database_url = fresh_database_url(data.path()).await?;
         let mut server = ServerProcess {
             child: None,
-            data: TempDir::new().expect("data tempdir"),
+            data,
             logs: TempDir::new().expect("logs tempdir"),
+            database_url,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             rust_log: rust_log.to_string(),
             runs: 0,
             base: String::new(),
         };
         server.spawn();
-        server
+        Some(server)
     }
 
+    /// The SQLite file (meaningful on the SQLite backend only).
     fn db_path(&self) -> PathBuf {
         self.data.path().join("db.sqlite")
     }
@@ -89,6 +112,11 @@ impl ServerProcess {
         self.child.as_ref().expect("server is running").id()
     }
 
+    /// `http://127.0.0.1:PORT` of the current run.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -108,7 +136,7 @@ impl ServerProcess {
             .arg("--bind")
             .arg("127.0.0.1:0")
             .arg("--database-url")
-            .arg(format!("sqlite://{}", self.db_path().display()))
+            .arg(&self.database_url)
             .arg("--encryption-key-file")
             .arg(self.key_path())
             .arg("--argon2-memory-kib")
@@ -188,7 +216,7 @@ impl ServerProcess {
     }
 
     /// SIGKILL (`Child::kill` sends SIGKILL on Unix) and reap.
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().expect("SIGKILL");
             let status = child.wait().expect("wait after SIGKILL");
@@ -198,7 +226,7 @@ impl ServerProcess {
 
     /// Kills the running process (SIGKILL) if any and starts a new one on the
     /// same database and key file.
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill9();
         self.spawn();
     }
@@ -542,6 +570,10 @@ impl Secrets {
             if !find_all(haystack, value).is_empty() {
                 found.push(label.clone());
             }
+            // A text dump (pg_dump) writes bytea as hex.
+            if !find_all(haystack, hex::encode(value).as_bytes()).is_empty() {
+                found.push(format!("{label} (as hex)"));
+            }
         }
         for code in &self.codes {
             if contains_standalone(haystack, code) {
@@ -707,7 +739,11 @@ fn read_all_files(dir: &Path, skip: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 #[tokio::test]
 async fn users_replay_marks_and_lockouts_survive_kill_9_and_restart() {
     // A long lockout so a slow restart cannot outlive it.
-    let mut server = ServerProcess::start_with(&["--lockout-base-delay", "600"], "info");
+    let Some(mut server) =
+        ServerProcess::start_with(&["--lockout-base-delay", "600"], "info").await
+    else {
+        return;
+    };
     let mut api = Api::new(&server);
 
     // A: MFA, one accepted code C.
@@ -783,17 +819,88 @@ async fn users_replay_marks_and_lockouts_survive_kill_9_and_restart() {
     assert_eq!(r.json()["mfa_enabled"], true);
 }
 
+/// `pg_dump` of the PostgreSQL installation the test cluster runs on (looked
+/// up as `pg.rs` looks up `initdb`), or from `PATH`.
+fn pg_dump() -> PathBuf {
+    let has = |dir: &Path| dir.join("pg_dump").is_file().then(|| dir.join("pg_dump"));
+    if let Some(dir) = std::env::var_os(pg::BIN_ENV) {
+        return has(Path::new(&dir)).expect("pg_dump next to initdb in $TWOFACTOR_PG_BIN");
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && let Some(found) = has(Path::new(String::from_utf8_lossy(&out.stdout).trim()))
+    {
+        return found;
+    }
+    let mut versions: Vec<(u64, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e
+                .file_name()
+                .to_string_lossy()
+                .split('.')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((v, has(&e.path().join("bin"))?))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| PathBuf::from("pg_dump"))
+}
+
+/// Everything stored in the server's PostgreSQL database, as a plain-SQL
+/// data-only dump (run as the cluster's trusted superuser over TCP).
+fn dump_database(database_url: &str) -> Vec<u8> {
+    let out = Command::new(pg_dump())
+        .args(["--data-only", "--no-owner", "--dbname", database_url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        out.status.success(),
+        "pg_dump failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        find_all(&out.stdout, b"COPY public.users").len() == 1,
+        "the dump holds the users table:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out.stdout
+}
+
+/// What the service stored: every file of the data directory but the key
+/// file, plus a `pg_dump` of the database on PostgreSQL.
+fn stored_data(server: &ServerProcess) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut stored = read_all_files(server.data.path(), &server.key_path());
+    if backend::current() == Backend::Postgres {
+        stored.insert(
+            PathBuf::from(format!("pg_dump of {}", server.database_url)),
+            dump_database(&server.database_url),
+        );
+    }
+    stored
+}
+
 #[tokio::test]
-async fn the_database_file_holds_no_password_secret_code_or_token() {
-    let mut server = ServerProcess::start();
+async fn the_database_holds_no_password_secret_code_or_token() {
+    let Some(mut server) = ServerProcess::start().await else {
+        return;
+    };
     let mut api = Api::new(&server);
     let secrets = run_every_flow(&mut api).await;
     let key = server.key_path();
-    // While it runs (the WAL still holds the latest writes)...
-    for (path, bytes) in read_all_files(server.data.path(), &key) {
+    // While it runs (on SQLite the WAL still holds the latest writes)...
+    for (path, bytes) in stored_data(&server) {
         secrets.assert_absent_from(&format!("{} (server running)", path.display()), &bytes);
     }
-    // ...and after a graceful stop (checkpointed into the main file).
+    // ...and after a graceful stop (SQLite: checkpointed into the main file).
     let (status, _) = server.terminate();
     assert!(status.success(), "graceful stop exits 0, got {status}");
 
@@ -808,24 +915,40 @@ async fn the_database_file_holds_no_password_secret_code_or_token() {
         );
     }
 
-    let files = read_all_files(server.data.path(), &key);
-    assert!(
-        files.keys().any(|p| p == &server.db_path()),
-        "the database file exists: {:?}",
-        files.keys().collect::<Vec<_>>()
-    );
-    assert!(
-        !files[&server.db_path()].is_empty(),
-        "the database file is not empty"
-    );
-    for (path, bytes) in &files {
+    let stored = stored_data(&server);
+    if backend::current() == Backend::Postgres {
+        // The dump really holds the rows (usernames are stored in the clear).
+        let dump = stored
+            .iter()
+            .find_map(|(what, bytes)| {
+                what.to_string_lossy()
+                    .starts_with("pg_dump of")
+                    .then_some(bytes)
+            })
+            .expect("the pg_dump");
+        assert!(!find_all(dump, b"bob.b").is_empty(), "no rows in the dump");
+    }
+    if backend::current() == Backend::Sqlite {
+        assert!(
+            stored.keys().any(|p| p == &server.db_path()),
+            "the database file exists: {:?}",
+            stored.keys().collect::<Vec<_>>()
+        );
+        assert!(
+            !stored[&server.db_path()].is_empty(),
+            "the database file is not empty"
+        );
+    }
+    for (path, bytes) in &stored {
         secrets.assert_absent_from(&path.display().to_string(), bytes);
     }
 }
 
 #[tokio::test]
 async fn logs_never_contain_passwords_secrets_codes_or_tokens() {
-    let mut server = ServerProcess::start_with(&[], "debug");
+    let Some(mut server) = ServerProcess::start_with(&[], "debug").await else {
+        return;
+    };
     let mut api = Api::new(&server);
     let secrets = run_every_flow(&mut api).await;
     let (status, _) = server.terminate();
@@ -864,6 +987,11 @@ async fn logs_never_contain_passwords_secrets_codes_or_tokens() {
 
 #[tokio::test]
 async fn the_code_subcommand_matches_the_server() {
+    // Nothing here depends on the database: run it in the SQLite binary only
+    // rather than twice.
+    if backend::current() != Backend::Sqlite {
+        return;
+    }
     // The oracle first: RFC 6238 appendix B, T = 59 s.
     let rfc_sha1 = b"12345678901234567890";
     let p8 = |algorithm| TotpParams {
@@ -965,7 +1093,9 @@ async fn the_code_subcommand_matches_the_server() {
     assert!(expected.contains(&code), "sha512: {code:?} vs {expected:?}");
 
     // A code from the subcommand is accepted by a real server.
-    let server = ServerProcess::start();
+    let Some(server) = ServerProcess::start().await else {
+        return;
+    };
     let mut api = Api::new(&server);
     let r = api.signup("dave", "dave's password", true).await;
     r.expect_status(201);
@@ -978,7 +1108,9 @@ async fn the_code_subcommand_matches_the_server() {
 
 #[tokio::test]
 async fn sigterm_stops_the_server_gracefully() {
-    let mut server = ServerProcess::start();
+    let Some(mut server) = ServerProcess::start().await else {
+        return;
+    };
     // Leave a keep-alive connection open: a graceful stop must not wait on it.
     let http = reqwest::Client::new();
     let r = http

@@ -16,6 +16,7 @@ mod login;
 mod login_2fa;
 mod migrations;
 mod multi_instance;
+mod observability;
 mod operator;
 mod outage;
 mod process;

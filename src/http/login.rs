@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::Error;
 use super::extract::JsonObject;
-use super::openapi::ErrorBody;
+use super::openapi::{Credentials, ErrorBody};
 use crate::auth::lockout::Factor;
 use crate::auth::tokens;
 use crate::db::{challenges, recovery_codes, users};
@@ -21,24 +21,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(login))
         .routes(routes!(login_2fa))
-}
-
-/// Body of /login.
-#[derive(ToSchema)]
-#[expect(
-    dead_code,
-    reason = "documents the body; read field by field by JsonObject"
-)]
-pub struct LoginRequest {
-    #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[A-Za-z0-9._@+-]+$",
-        example = "alice"
-    )]
-    username: String,
-    #[schema(min_length = 8, max_length = 256, example = "correct horse")]
-    password: String,
 }
 
 /// Body of /login-2fa.
@@ -124,7 +106,7 @@ fn session_response(
     }
 }
 
-#[utoipa::path(post, path = "/login", tag = "login", request_body = LoginRequest,
+#[utoipa::path(post, path = "/login", tag = "login", request_body = Credentials,
     responses(
         (status = 200, description = "A session (MFA off) or an `mfa_token` for /login-2fa (MFA on)", body = LoginResponse),
         (status = 401, description = "Unknown user or wrong password (`invalid_credentials`)", body = ErrorBody),

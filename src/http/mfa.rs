@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use super::Error;
 use super::extract::JsonObject;
-use super::openapi::ErrorBody;
+use super::openapi::{Credentials, ErrorBody};
 use crate::auth::lockout::Factor;
 use crate::db::{credentials, recovery_codes};
 use crate::service::AppState;
@@ -19,24 +19,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(enable_mfa))
         .routes(routes!(disable_mfa))
-}
-
-/// Body of /enable-mfa.
-#[derive(ToSchema)]
-#[expect(
-    dead_code,
-    reason = "documents the body; read field by field by JsonObject"
-)]
-pub struct EnableMfaRequest {
-    #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[A-Za-z0-9._@+-]+$",
-        example = "alice"
-    )]
-    username: String,
-    #[schema(min_length = 8, max_length = 256, example = "correct horse")]
-    password: String,
 }
 
 /// Body of /disable-mfa.
@@ -77,7 +59,7 @@ pub struct MessageResponse {
     message: &'static str,
 }
 
-#[utoipa::path(post, path = "/enable-mfa", tag = "accounts", request_body = EnableMfaRequest,
+#[utoipa::path(post, path = "/enable-mfa", tag = "accounts", request_body = Credentials,
     responses(
         (status = 200, description = "Enrolled: provisioning URI and recovery codes, shown once", body = EnableMfaResponse),
         (status = 401, description = "Unknown user or wrong password (`invalid_credentials`)", body = ErrorBody),

@@ -22,6 +22,24 @@ pub struct ErrorBody {
     code: String,
 }
 
+/// Body of /login and /enable-mfa.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "documents the body; read field by field by JsonObject"
+)]
+pub struct Credentials {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._@+-]+$",
+        example = "alice"
+    )]
+    username: String,
+    #[schema(min_length = 8, max_length = 256, example = "correct horse")]
+    password: String,
+}
+
 /// The document's fixed parts.
 #[derive(OpenApi)]
 #[openapi(

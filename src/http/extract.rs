@@ -77,7 +77,8 @@ impl JsonObject {
     /// A code or token field: a non-empty string of bounded length.
     pub fn token(&self, field: &'static str) -> Result<&str, Error> {
         let s = self.string(field)?;
-        if s.is_empty() || s.len() > MAX_TOKEN_FIELD {
+        // Characters, as the OpenAPI document (JSON Schema maxLength) counts them.
+        if s.is_empty() || s.chars().count() > MAX_TOKEN_FIELD {
             return Err(Error::invalid(field, "must be 1 to 64 characters"));
         }
         Ok(s)

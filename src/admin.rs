@@ -59,6 +59,25 @@ pub struct UserArgs {
     config: Box<Config>,
 }
 
+/// Arguments of `audit`.
+#[derive(clap::Args, Debug)]
+pub struct AuditArgs {
+    /// Only events about this username (case-insensitive).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only events since then: Unix seconds, or an age such as `15m`, `2h`, `7d`.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most this many events, newest first.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub limit: i64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    config: Box<Config>,
+}
+
 /// Arguments of `rotate-key`.
 #[derive(clap::Args, Debug)]
 pub struct RotateKeyArgs {
@@ -76,6 +95,77 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
 
 fn username(name: &str) -> anyhow::Result<Username> {
     Username::parse(name).context("not a valid username")
+}
+
+/// Records an operator action in the audit trail.
+async fn record<'e>(
+    ex: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    username: Option<&str>,
+    user_id: Option<i64>,
+    event: &'static str,
+) -> anyhow::Result<()> {
+    db::audit::insert(
+        ex,
+        &db::audit::NewEvent {
+            at: Clock::system().now(),
+            username,
+            user_id,
+            event,
+            detail: None,
+            client_addr: None,
+            user_agent: Some("twofactor-cli"),
+        },
+    )
+    .await
+    .context("recording the action in the audit trail")
+}
+
+/// Unix seconds of `--since`: a Unix time, or an age before `now`.
+fn parse_since(text: &str, now: i64) -> anyhow::Result<i64> {
+    if let Ok(at) = text.parse::<i64>() {
+        return Ok(at);
+    }
+    let age = humantime::parse_duration(text).with_context(|| {
+        format!("--since takes Unix seconds or an age like 15m, 2h, 7d, not {text:?}")
+    })?;
+    Ok(now - i64::try_from(age.as_secs()).unwrap_or(i64::MAX / 2))
+}
+
+/// `twofactor audit`: reads the audit trail.
+pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    let now = Clock::system().now();
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| parse_since(s, now))
+        .transpose()?;
+    let user = args.user.as_deref().map(username).transpose()?;
+    let db = open(&args.config).await?;
+    let events = db::audit::search(
+        db.reader(),
+        user.as_ref().map(|u| u.key()),
+        since.unwrap_or(i64::MIN),
+        args.limit,
+    )
+    .await?;
+    if args.json {
+        say!("{}", serde_json::to_string_pretty(&events)?);
+        return Ok(());
+    }
+    for e in &events {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(e.at.max(0) as u64);
+        say!(
+            "{}  {:<24} {:<22} {:<28} {:<22} {}",
+            humantime::format_rfc3339_seconds(at),
+            e.username.as_deref().unwrap_or("-"),
+            e.event,
+            e.detail.as_deref().unwrap_or("-"),
+            e.client_addr.as_deref().unwrap_or("-"),
+            e.user_agent.as_deref().unwrap_or("-"),
+        );
+    }
+    say!("{} event(s)", events.len());
+    Ok(())
 }
 
 /// Runs a `user` subcommand.
@@ -157,6 +247,13 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                 crate::auth::lockout::Factor::SecondFactor,
             )
             .await?;
+            record(
+                &mut *tx,
+                Some(name.key()),
+                Some(user.id),
+                "operator.reset_mfa",
+            )
+            .await?;
             tx.commit().await?;
             match had {
                 true => say!(
@@ -175,6 +272,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             if cleared == 0 && admin::show(db.reader(), name.key(), now).await?.is_none() {
                 bail!("no user named {}", name.as_str());
             }
+            record(db.writer(), Some(name.key()), None, "operator.unlock").await?;
             say!("cleared {cleared} lockout counter(s) for {}", name.as_str());
         }
         UserCommand::Delete(args) => {
@@ -184,6 +282,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             if !admin::delete_user(&mut tx, name.key()).await? {
                 bail!("no user named {}", name.as_str());
             }
+            record(&mut *tx, Some(name.key()), None, "operator.delete").await?;
             admin::unlock(&mut *tx, name.key()).await?;
             tx.commit().await?;
             say!("deleted {}", name.as_str());
@@ -220,6 +319,7 @@ pub async fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
             })?;
         admin::reseal(&mut tx, *id, &new.seal(*user_id, &plain)).await?;
     }
+    record(&mut *tx, None, None, "operator.rotate_key").await?;
     tx.commit().await?;
     say!(
         "re-sealed {} secret(s) under {}; restart every instance with --encryption-key-file {}",

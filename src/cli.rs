@@ -27,6 +27,8 @@ pub enum Command {
     User(crate::admin::UserCommand),
     /// Apply pending database migrations and exit (`serve` also applies them).
     Migrate(Box<Config>),
+    /// Read the audit trail of security events (same database flags as `serve`).
+    Audit(crate::admin::AuditArgs),
     /// Re-seal every TOTP secret under a new key in one transaction.
     RotateKey(crate::admin::RotateKeyArgs),
 }

@@ -17,6 +17,7 @@ async fn main() -> ExitCode {
             args.code_at(now).map(|code| println!("{code}"))
         }
         Command::User(command) => twofactor::admin::user(command).await,
+        Command::Audit(args) => twofactor::admin::audit(args).await,
         Command::Migrate(config) => twofactor::admin::migrate(&config).await,
         Command::RotateKey(args) => twofactor::admin::rotate_key(args).await,
     };

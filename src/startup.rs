@@ -86,10 +86,13 @@ impl App {
     ) -> anyhow::Result<()> {
         let cleaner = tokio::spawn(clean_up(self.state.clone()));
         let router = crate::http::router(self.state);
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP");
+        let served = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP");
         cleaner.abort();
         served
     }

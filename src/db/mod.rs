@@ -4,6 +4,7 @@
 //! applied at start.
 
 pub mod admin;
+pub mod audit;
 pub mod challenges;
 pub mod credentials;
 pub mod recovery_codes;

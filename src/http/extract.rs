@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use serde_json::{Map, Value};
@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::error::Error;
 use crate::auth::tokens;
 use crate::domain::{Password, Username, password, username};
+use crate::service::Client;
 
 /// Longest string accepted for a code or token field.
 const MAX_TOKEN_FIELD: usize = 64;
@@ -91,6 +92,26 @@ impl JsonObject {
             Some(Value::Bool(b)) => Ok(*b),
             Some(_) => Err(Error::invalid(field, "must be a boolean")),
         }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &S,
+    ) -> Result<Self, std::convert::Infallible> {
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.to_string());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect());
+        Ok(Client { addr, user_agent })
     }
 }
 

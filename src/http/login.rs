@@ -13,8 +13,8 @@ use super::extract::JsonObject;
 use super::openapi::{Credentials, ErrorBody};
 use crate::auth::lockout::Factor;
 use crate::auth::tokens;
-use crate::db::{challenges, recovery_codes, users};
-use crate::service::AppState;
+use crate::db::{challenges, users};
+use crate::service::{AppState, Client, Subject};
 
 /// `POST /login`, `POST /login-2fa`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -114,15 +114,22 @@ fn session_response(
     ))]
 async fn login(
     State(app): State<AppState>,
+    client: Client,
     body: JsonObject,
 ) -> Result<Json<LoginResponse>, Error> {
     let username = body.username()?;
     let password = body.password()?;
-    let checked = app.check_password(&username, &password).await;
+    let checked = app.check_password(&username, &password, &client).await;
     if let Some(outcome) = outcome(&checked) {
         app.metrics.login("password", outcome);
     }
     let user = checked?;
+    let subject = Subject {
+        username: username.key(),
+        user_id: Some(user.id),
+    };
+    app.audit(app.db.writer(), &client, subject, "password.success", None)
+        .await?;
     if user.mfa_enabled {
         let challenge = app.new_challenge(user.id).await?;
         return Ok(Json(LoginResponse::MfaRequired(MfaRequiredResponse {
@@ -146,6 +153,7 @@ async fn login(
     ))]
 async fn login_2fa(
     State(app): State<AppState>,
+    client: Client,
     body: JsonObject,
 ) -> Result<Json<SessionResponse>, Error> {
     let username = body.username()?;
@@ -169,13 +177,17 @@ async fn login_2fa(
             .verify_second_factor(user.id, token)
             .await?
             .ok_or(Error::InvalidMfaToken)?;
-        app.settle_second_factor(username.key(), verified, Error::InvalidOtp)
+        let subject = Subject {
+            username: username.key(),
+            user_id: Some(user.id),
+        };
+        app.settle_second_factor(subject, verified, Error::InvalidOtp, &client)
             .await
     }
     .await;
     if let Some(outcome) = outcome(&settled) {
         let factor = match &settled {
-            Ok(s) if s.used_recovery_code => "recovery_code",
+            Ok(s) if s.recovery_codes_remaining.is_some() => "recovery_code",
             Ok(_) => "totp",
             Err(_) => "second_factor",
         };
@@ -188,12 +200,9 @@ async fn login_2fa(
         return Err(Error::InvalidMfaToken);
     }
     let session = app.issue_session(&mut settled.tx, user.id).await?;
-    let remaining = match settled.used_recovery_code {
-        true => Some(recovery_codes::count_unused(&mut settled.tx, user.id).await?),
-        false => None,
-    };
+    let remaining = settled.recovery_codes_remaining;
     settled.tx.commit().await?;
-    if settled.used_recovery_code {
+    if remaining.is_some() {
         app.metrics.recovery_code_used();
     }
     Ok(Json(session_response(session, remaining)))

@@ -12,7 +12,7 @@ use super::extract::JsonObject;
 use super::openapi::{Credentials, ErrorBody};
 use crate::auth::lockout::Factor;
 use crate::db::{credentials, recovery_codes};
-use crate::service::AppState;
+use crate::service::{AppState, Client, Subject};
 
 /// `POST /enable-mfa`, `POST /disable-mfa`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -68,16 +68,23 @@ pub struct MessageResponse {
     ))]
 async fn enable_mfa(
     State(app): State<AppState>,
+    client: Client,
     body: JsonObject,
 ) -> Result<Json<EnableMfaResponse>, Error> {
     let username = body.username()?;
     let password = body.password()?;
-    let user = app.check_password(&username, &password).await?;
+    let user = app.check_password(&username, &password, &client).await?;
     if user.mfa_enabled {
         return Err(Error::MfaAlreadyEnabled);
     }
+    let subject = Subject {
+        username: username.key(),
+        user_id: Some(user.id),
+    };
     let mut tx = app.db.writer().begin().await?;
     let enrollment = app.enroll(&mut tx, user.id, &user.username).await?;
+    app.audit(&mut *tx, &client, subject, "mfa.enabled", None)
+        .await?;
     tx.commit().await?;
     Ok(Json(EnableMfaResponse {
         message: "MFA enabled",
@@ -96,12 +103,13 @@ async fn enable_mfa(
     ))]
 async fn disable_mfa(
     State(app): State<AppState>,
+    client: Client,
     body: JsonObject,
 ) -> Result<Json<MessageResponse>, Error> {
     let username = body.username()?;
     let password = body.password()?;
     let token = body.token("token")?;
-    let user = app.check_password(&username, &password).await?;
+    let user = app.check_password(&username, &password, &client).await?;
     if !user.mfa_enabled {
         return Err(Error::MfaAlreadyDisabled);
     }
@@ -111,15 +119,21 @@ async fn disable_mfa(
         .verify_second_factor(user.id, token)
         .await?
         .ok_or(Error::MfaAlreadyDisabled)?;
+    let subject = Subject {
+        username: username.key(),
+        user_id: Some(user.id),
+    };
     let mut settled = app
-        .settle_second_factor(username.key(), verified, Error::InvalidOtpForDisable)
+        .settle_second_factor(subject, verified, Error::InvalidOtpForDisable, &client)
         .await?;
     if !credentials::delete_for_user(&mut settled.tx, user.id).await? {
         return Err(Error::MfaAlreadyDisabled);
     }
     recovery_codes::delete_for_user(&mut settled.tx, user.id).await?;
+    app.audit(&mut *settled.tx, &client, subject, "mfa.disabled", None)
+        .await?;
     settled.tx.commit().await?;
-    if settled.used_recovery_code {
+    if settled.recovery_codes_remaining.is_some() {
         app.metrics.recovery_code_used();
     }
     Ok(Json(MessageResponse {

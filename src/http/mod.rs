@@ -160,6 +160,7 @@ mod tests {
             [
                 "GET /healthz",
                 "GET /me",
+                "GET /me/events",
                 "GET /metrics",
                 "GET /readyz",
                 "POST /disable-mfa",

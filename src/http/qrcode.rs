@@ -15,7 +15,7 @@ use super::openapi::ErrorBody;
 use crate::auth::totp;
 use crate::db::credentials;
 use crate::domain::{Password, Username, password};
-use crate::service::AppState;
+use crate::service::{AppState, Client};
 
 /// `POST /qrcode/{username}`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -84,6 +84,7 @@ async fn qrcode(
     State(app): State<AppState>,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     RawQuery(query): RawQuery,
+    client: Client,
     body: JsonObject,
 ) -> Result<Response, Error> {
     let format = parse_format(query.as_deref())?;
@@ -94,7 +95,7 @@ async fn qrcode(
         .ok()
         .and_then(|Path(name)| Username::parse(&name))
         .ok_or(Error::InvalidCredentials)?;
-    let user = app.check_password(&username, &password).await?;
+    let user = app.check_password(&username, &password, &client).await?;
     let credential = credentials::find_for_user(app.db.reader(), user.id)
         .await?
         .ok_or(Error::MfaNotEnabled)?;

@@ -12,7 +12,7 @@ use super::Error;
 use super::extract::JsonObject;
 use super::openapi::ErrorBody;
 use crate::db::{self, users};
-use crate::service::AppState;
+use crate::service::{AppState, Client, Subject};
 
 /// `POST /signup`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -61,6 +61,7 @@ pub struct SignupResponse {
     ))]
 async fn signup(
     State(app): State<AppState>,
+    client: Client,
     body: JsonObject,
 ) -> Result<(StatusCode, Json<SignupResponse>), Error> {
     let username = body.username()?;
@@ -91,8 +92,20 @@ async fn signup(
             e.into()
         }
     })?;
+    let subject = Subject {
+        username: username.key(),
+        user_id: Some(id),
+    };
+    let detail = Some(format!("mfa={enable_mfa}"));
+    app.audit(&mut *tx, &client, subject, "signup", detail)
+        .await?;
     let enrollment = match enable_mfa {
-        true => Some(app.enroll(&mut tx, id, username.as_str()).await?),
+        true => {
+            let enrollment = app.enroll(&mut tx, id, username.as_str()).await?;
+            app.audit(&mut *tx, &client, subject, "mfa.enabled", None)
+                .await?;
+            Some(enrollment)
+        }
         false => None,
     };
     tx.commit().await?;

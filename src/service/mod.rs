@@ -2,6 +2,7 @@
 //! a password under lockout, checking a second factor and settling it in one
 //! transaction, enrolling TOTP, issuing sessions and challenges.
 
+mod audit;
 mod enrollment;
 mod password_check;
 mod second_factor;
@@ -17,8 +18,9 @@ use crate::clock::Clock;
 use crate::db::Db;
 use crate::metrics::Metrics;
 
+pub use audit::{Client, Subject};
 pub use enrollment::Enrollment;
-pub use second_factor::{Settled, Verified};
+pub use second_factor::{Checked, Settled, Verified};
 pub use sessions::IssuedToken;
 
 /// Everything a request handler needs, shared by all requests.

@@ -272,17 +272,21 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             if cleared == 0 && admin::show(db.reader(), name.key(), now).await?.is_none() {
                 bail!("no user named {}", name.as_str());
             }
-            record(db.writer(), Some(name.key()), None, "operator.unlock").await?;
+            let account = db::users::find_by_key(db.reader(), name.key()).await?;
+            let user_id = account.map(|u| u.id);
+            record(db.writer(), Some(name.key()), user_id, "operator.unlock").await?;
             say!("cleared {cleared} lockout counter(s) for {}", name.as_str());
         }
         UserCommand::Delete(args) => {
             let db = open(&args.config).await?;
             let name = username(&args.name)?;
             let mut tx = db.writer().begin().await?;
+            let account = db::users::find_by_key(&mut *tx, name.key()).await?;
             if !admin::delete_user(&mut tx, name.key()).await? {
                 bail!("no user named {}", name.as_str());
             }
-            record(&mut *tx, Some(name.key()), None, "operator.delete").await?;
+            let user_id = account.map(|u| u.id);
+            record(&mut *tx, Some(name.key()), user_id, "operator.delete").await?;
             admin::unlock(&mut *tx, name.key()).await?;
             tx.commit().await?;
             say!("deleted {}", name.as_str());

@@ -6,6 +6,7 @@ pub mod backend;
 mod helpers;
 mod pg;
 
+mod audit;
 mod bad_input;
 mod disable_mfa;
 mod durability;

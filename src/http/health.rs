@@ -18,7 +18,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
 }
 
-/// `GET /metrics`: Prometheus text exposition.
+/// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format",
         content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]

@@ -7,17 +7,16 @@
 //! Events are written before the response is sent, so nothing here polls.
 
 use std::collections::BTreeMap;
-use std::process::{ExitStatus, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use super::cli::op;
 use super::helpers::{
     Enrollment, TestApp, assert_error, assert_locked, assert_ok_json, enrollment_from, query_param,
     spawn_app, wrong_code,
 };
-use super::process::BIN;
 
 /// The user agent of the test's own HTTP client.
 const AGENT: &str = "audit-test/1.0";
@@ -30,76 +29,11 @@ const PASSWORD: &str = "audit-password-Xq7-never-logged";
 // Harness
 // ---------------------------------------------------------------------------
 
-/// One finished run of the binary.
-struct Run {
-    args: Vec<String>,
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn success(&self) -> &Self {
-        assert!(
-            self.status.success(),
-            "twofactor {:?} failed ({}):\nstdout: {}\nstderr: {}",
-            self.args,
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Vec<Value> {
-        self.success();
-        let value: Value = serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout of {:?} is not JSON ({e}): {}",
-                self.args, self.stdout
-            )
-        });
-        value
-            .as_array()
-            .unwrap_or_else(|| panic!("{:?} printed {value}, not an array", self.args))
-            .clone()
-    }
-}
-
-/// Runs the binary with `args` plus `app`'s database and key file, free of
-/// `TWOFACTOR_*` variables.
-async fn cli(app: &TestApp, args: &[&str]) -> Run {
-    let key = app.config.encryption_key_file.display().to_string();
-    let mut all = args.to_vec();
-    all.extend(["--database-url", &app.database_url]);
-    all.extend(["--encryption-key-file", &key]);
-    let mut cmd = tokio::process::Command::new(BIN);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("TWOFACTOR_") {
-            cmd.env_remove(&name);
-        }
-    }
-    let out = cmd
-        .args(&all)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run twofactor");
-    Run {
-        args: all.iter().map(|s| s.to_string()).collect(),
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// `twofactor audit --json` plus `args`: the events, newest first.
 async fn audit(app: &TestApp, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["audit", "--json"];
     all.extend_from_slice(args);
-    let events = cli(app, &all).await.json();
+    let events = op(app, &all).await.json_array();
     for e in &events {
         let keys: Vec<&str> = e
             .as_object()
@@ -743,14 +677,14 @@ async fn no_audit_event_contains_a_password_secret_code_recovery_code_or_token()
     }
     assert_locked(app.login("keeper", PASSWORD).await, 30).await;
 
-    let run = cli(&app, &["audit", "--json"]).await;
-    let events = run.json();
+    let run = op(&app, &["audit", "--json"]).await;
+    let events = run.json_array();
     assert!(
         events.len() >= 20,
         "the flows above were recorded: {events:#?}"
     );
     assert_no_secrets(&run.stdout, &events, &secrets);
-    let table = cli(&app, &["audit"]).await;
+    let table = op(&app, &["audit"]).await;
     table.success();
     assert!(
         table.stdout.contains("recovery_code.used"),
@@ -777,11 +711,11 @@ async fn operator_actions_are_recorded_with_the_cli_user_agent() {
     }
     app.signup_plain("bob", PASSWORD).await;
 
-    cli(&app, &["user", "unlock", "Alice"]).await.success();
-    cli(&app, &["user", "reset-mfa", "ALICE"]).await.success();
-    cli(&app, &["user", "delete", "bob"]).await.success();
+    op(&app, &["user", "unlock", "Alice"]).await.success();
+    op(&app, &["user", "reset-mfa", "ALICE"]).await.success();
+    op(&app, &["user", "delete", "bob"]).await.success();
     let new_key = app.dir.path().join("new.key").display().to_string();
-    cli(&app, &["rotate-key", "--new-key-file", &new_key])
+    op(&app, &["rotate-key", "--new-key-file", &new_key])
         .await
         .success();
 
@@ -870,7 +804,7 @@ async fn audit_filters_by_since_and_limit_and_refuses_a_bad_since() {
     assert_eq!(one, all[1..2]);
 
     for bad in ["yesterday", "15x", "soon"] {
-        let run = cli(&app, &["audit", "--since", bad]).await;
+        let run = op(&app, &["audit", "--since", bad]).await;
         assert!(
             !run.status.success(),
             "--since {bad} should fail: {}",

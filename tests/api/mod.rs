@@ -8,6 +8,7 @@ mod pg;
 
 mod audit;
 mod bad_input;
+mod cli;
 mod disable_mfa;
 mod durability;
 mod enable_mfa;

@@ -5,102 +5,14 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
 
 use serde_json::Value;
 
+use super::cli::{op, op_with_key, twofactor};
 use super::helpers::{
     Enrollment, PASSWORD, TestApp, assert_error, assert_locked, assert_ok_json, spawn_app,
     wrong_code,
 };
-use super::process::BIN;
-
-/// One finished run of the binary.
-struct Run {
-    args: Vec<String>,
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn success(&self) -> &Self {
-        assert!(
-            self.status.success(),
-            "twofactor {:?} failed ({}):\nstdout: {}\nstderr: {}",
-            self.args,
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    /// Asserts a non-zero exit whose stderr says `message`.
-    #[track_caller]
-    fn failure(&self, message: &str) -> &Self {
-        assert!(
-            !self.status.success(),
-            "twofactor {:?} should fail, but exited {}:\nstdout: {}",
-            self.args,
-            self.status,
-            self.stdout
-        );
-        assert!(
-            self.stderr.contains(message),
-            "stderr of twofactor {:?} should say {message:?}: {}",
-            self.args,
-            self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout of {:?} is not JSON ({e}): {}",
-                self.args, self.stdout
-            )
-        })
-    }
-}
-
-/// Runs the binary with exactly `args`, free of `TWOFACTOR_*` variables.
-async fn twofactor(args: &[&str]) -> Run {
-    let mut cmd = tokio::process::Command::new(BIN);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("TWOFACTOR_") {
-            cmd.env_remove(&name);
-        }
-    }
-    let out = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run twofactor");
-    Run {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Runs an operator command with `app`'s database and key file.
-async fn op(app: &TestApp, args: &[&str]) -> Run {
-    op_with_key(app, &key_file(app), args).await
-}
-
-/// Runs an operator command on `app`'s database with another key file.
-async fn op_with_key(app: &TestApp, key: &Path, args: &[&str]) -> Run {
-    let key = key.display().to_string();
-    let mut all = args.to_vec();
-    all.extend(["--database-url", &app.database_url]);
-    all.extend(["--encryption-key-file", &key]);
-    twofactor(&all).await
-}
 
 /// The key file the server currently runs with.
 fn key_file(app: &TestApp) -> PathBuf {

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::Error;
 use super::extract::JsonObject;
-use super::openapi::{Credentials, ErrorBody};
+use super::openapi::{Credentials, ErrorBody, UsernameField};
 use crate::auth::lockout::Factor;
 use crate::auth::tokens;
 use crate::db::{challenges, users};
@@ -30,13 +30,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     reason = "documents the body; read field by field by JsonObject"
 )]
 pub struct Login2faRequest {
-    #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[A-Za-z0-9._@+-]+$",
-        example = "alice"
-    )]
-    username: String,
+    #[schema(inline)]
+    username: UsernameField,
     /// A TOTP code (spaces allowed) or an unused recovery code.
     #[schema(min_length = 1, max_length = 64, example = "123456")]
     token: String,

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use super::Error;
 use super::extract::JsonObject;
-use super::openapi::{Credentials, ErrorBody};
+use super::openapi::{Credentials, ErrorBody, PasswordField, UsernameField};
 use crate::auth::lockout::Factor;
 use crate::db::{credentials, recovery_codes};
 use crate::service::{AppState, Client, Subject};
@@ -28,15 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     reason = "documents the body; read field by field by JsonObject"
 )]
 pub struct DisableMfaRequest {
-    #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[A-Za-z0-9._@+-]+$",
-        example = "alice"
-    )]
-    username: String,
-    #[schema(min_length = 8, max_length = 256, example = "correct horse")]
-    password: String,
+    #[schema(inline)]
+    username: UsernameField,
+    #[schema(inline)]
+    password: PasswordField,
     /// A current TOTP code or an unused recovery code.
     #[schema(min_length = 1, max_length = 64, example = "123456")]
     token: String,

@@ -22,6 +22,26 @@ pub struct ErrorBody {
     code: String,
 }
 
+// Field rules shared by the request bodies, inlined into each
+// (`#[schema(inline)]`) so every rule is written once.
+
+/// A username: 1–64 of `A-Z a-z 0-9 . _ @ + -`, unique ignoring ASCII case.
+#[derive(ToSchema)]
+#[schema(
+    min_length = 1,
+    max_length = 64,
+    pattern = r"^[A-Za-z0-9._@+-]+$",
+    example = "alice"
+)]
+#[expect(dead_code, reason = "documents the field; parsed by domain::Username")]
+pub struct UsernameField(String);
+
+/// A password: 8–256 characters of any Unicode.
+#[derive(ToSchema)]
+#[schema(min_length = 8, max_length = 256, example = "correct horse")]
+#[expect(dead_code, reason = "documents the field; parsed by domain::Password")]
+pub struct PasswordField(String);
+
 /// Body of /login and /enable-mfa.
 #[derive(ToSchema)]
 #[expect(
@@ -29,15 +49,10 @@ pub struct ErrorBody {
     reason = "documents the body; read field by field by JsonObject"
 )]
 pub struct Credentials {
-    #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[A-Za-z0-9._@+-]+$",
-        example = "alice"
-    )]
-    username: String,
-    #[schema(min_length = 8, max_length = 256, example = "correct horse")]
-    password: String,
+    #[schema(inline)]
+    username: UsernameField,
+    #[schema(inline)]
+    password: PasswordField,
 }
 
 /// The document's fixed parts.

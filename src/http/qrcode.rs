@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::Error;
 use super::extract::JsonObject;
-use super::openapi::ErrorBody;
+use super::openapi::{ErrorBody, PasswordField};
 use crate::auth::totp;
 use crate::db::credentials;
 use crate::domain::{Password, Username, password};
@@ -29,8 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     reason = "documents the body; read field by field by JsonObject"
 )]
 pub struct QrcodeRequest {
-    #[schema(min_length = 8, max_length = 256, example = "correct horse")]
-    password: String,
+    #[schema(inline)]
+    password: PasswordField,
 }
 
 /// Image format of the QR code (query parameter `format`).

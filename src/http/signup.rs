@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::Error;
 use super::extract::JsonObject;
-use super::openapi::ErrorBody;
+use super::openapi::{ErrorBody, PasswordField, UsernameField};
 use crate::db::{self, users};
 use crate::service::{AppState, Client, Subject};
 
@@ -26,15 +26,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     reason = "documents the body; read field by field by JsonObject"
 )]
 pub struct SignupRequest {
-    #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[A-Za-z0-9._@+-]+$",
-        example = "alice"
-    )]
-    username: String,
-    #[schema(min_length = 8, max_length = 256, example = "correct horse")]
-    password: String,
+    #[schema(inline)]
+    username: UsernameField,
+    #[schema(inline)]
+    password: PasswordField,
     /// Enroll TOTP now.
     #[schema(default = false, required = false)]
     enable_mfa: bool,

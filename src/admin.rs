@@ -235,7 +235,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::ResetMfa(args) => {
             let db = open(&args.config).await?;
             let name = username(&args.name)?;
-            let mut tx = db.writer().begin().await?;
+            let mut tx = db.begin_write().await?;
             let Some(user) = db::users::find_by_key(&mut *tx, name.key()).await? else {
                 bail!("no user named {}", name.as_str());
             };
@@ -266,21 +266,23 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Unlock(args) => {
             let db = open(&args.config).await?;
             let name = username(&args.name)?;
-            let cleared = admin::unlock(db.writer(), name.key()).await?;
+            let mut tx = db.begin_write().await?;
+            let cleared = admin::unlock(&mut *tx, name.key()).await?;
             // Counters also exist for names without an account (guessed
             // usernames lock out too); only a name with neither is an error.
-            if cleared == 0 && admin::show(db.reader(), name.key(), now).await?.is_none() {
+            if cleared == 0 && admin::show(&mut *tx, name.key(), now).await?.is_none() {
                 bail!("no user named {}", name.as_str());
             }
-            let account = db::users::find_by_key(db.reader(), name.key()).await?;
+            let account = db::users::find_by_key(&mut *tx, name.key()).await?;
             let user_id = account.map(|u| u.id);
-            record(db.writer(), Some(name.key()), user_id, "operator.unlock").await?;
+            record(&mut *tx, Some(name.key()), user_id, "operator.unlock").await?;
+            tx.commit().await?;
             say!("cleared {cleared} lockout counter(s) for {}", name.as_str());
         }
         UserCommand::Delete(args) => {
             let db = open(&args.config).await?;
             let name = username(&args.name)?;
-            let mut tx = db.writer().begin().await?;
+            let mut tx = db.begin_write().await?;
             let account = db::users::find_by_key(&mut *tx, name.key()).await?;
             if !admin::delete_user(&mut tx, name.key()).await? {
                 bail!("no user named {}", name.as_str());
@@ -313,7 +315,7 @@ pub async fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
     let old = Sealer::load(config.encryption_key.as_ref(), &config.encryption_key_file)?;
     let new = Sealer::load(None, &args.new_key_file)?;
     let db = open(config).await?;
-    let mut tx = db.writer().begin().await?;
+    let mut tx = db.begin_write().await?;
     let secrets = admin::sealed_secrets(&mut tx).await?;
     for (id, user_id, sealed) in &secrets {
         let plain = old

@@ -104,11 +104,12 @@ async fn clean_up(state: AppState) {
     loop {
         tick.tick().await;
         let now = state.clock.now();
-        let writer = state.db.writer();
         let result = async {
-            sessions::purge_expired(writer, now).await?;
-            challenges::purge_expired(writer, now).await?;
-            throttle::purge_stale(writer, now - THROTTLE_MEMORY, now).await
+            let mut tx = state.db.begin_write().await?;
+            sessions::purge_expired(&mut *tx, now).await?;
+            challenges::purge_expired(&mut *tx, now).await?;
+            throttle::purge_stale(&mut *tx, now - THROTTLE_MEMORY, now).await?;
+            tx.commit().await
         }
         .await;
         if let Err(e) = result {

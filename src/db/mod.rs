@@ -11,6 +11,7 @@ pub mod recovery_codes;
 pub mod sessions;
 pub mod throttle;
 pub mod users;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -19,6 +20,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
+
+pub use writer::WriteTx;
+use writer::{Group, Writer};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -68,13 +72,14 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
 }
 
-/// The database: a pool for reads and one for writes. On SQLite the write
-/// pool holds one connection, so write transactions queue in-process instead
-/// of failing with SQLITE_BUSY; on PostgreSQL both are the same pool.
+/// The database: a pool for reads and a writer. On SQLite the writer is one
+/// connection with group commit ([`writer`]), so write transactions queue
+/// in-process instead of failing with SQLITE_BUSY and share their fsyncs;
+/// on PostgreSQL both are the same pool.
 #[derive(Clone, Debug)]
 pub struct Db {
     read: AnyPool,
-    write: AnyPool,
+    write: Writer,
 }
 
 impl Db {
@@ -93,9 +98,10 @@ impl Db {
         &self.read
     }
 
-    /// The pool for writes and transactions.
-    pub fn writer(&self) -> &AnyPool {
-        &self.write
+    /// Starts a write transaction: every write goes through one, so that on
+    /// SQLite it can share a commit with its neighbours.
+    pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        self.write.begin().await
     }
 
     /// Whether the database answers.
@@ -141,7 +147,10 @@ async fn connect_sqlite(path: &Path, settings: PoolSettings) -> anyhow::Result<D
         .connect_with(options)
         .await
         .context("opening SQLite readers")?;
-    Ok(Db { read, write })
+    Ok(Db {
+        read,
+        write: Writer::Group(std::sync::Arc::new(Group::new(write))),
+    })
 }
 
 fn url_for_sqlite(path: &Path) -> anyhow::Result<String> {
@@ -168,7 +177,7 @@ async fn connect_postgres(url: &str, settings: PoolSettings) -> anyhow::Result<D
         .context("applying PostgreSQL migrations")?;
     Ok(Db {
         read: pool.clone(),
-        write: pool,
+        write: Writer::Pool(pool),
     })
 }
 

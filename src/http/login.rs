@@ -123,21 +123,23 @@ async fn login(
         username: username.key(),
         user_id: Some(user.id),
     };
-    app.audit(app.db.writer(), &client, subject, "password.success", None)
+    let mut tx = app.db.begin_write().await?;
+    app.audit(&mut *tx, &client, subject, "password.success", None)
         .await?;
-    if user.mfa_enabled {
-        let challenge = app.new_challenge(user.id).await?;
-        return Ok(Json(LoginResponse::MfaRequired(MfaRequiredResponse {
+    let response = if user.mfa_enabled {
+        let challenge = app.issue_challenge(&mut tx, user.id).await?;
+        LoginResponse::MfaRequired(MfaRequiredResponse {
             message: "MFA enabled. Please submit OTP",
             mfa_required: true,
             mfa_token: challenge.token,
             expires_in: challenge.expires_in,
-        })));
-    }
-    let session = app.new_session(user.id).await?;
-    Ok(Json(LoginResponse::Session(session_response(
-        session, None,
-    ))))
+        })
+    } else {
+        let session = app.issue_session(&mut tx, user.id).await?;
+        LoginResponse::Session(session_response(session, None))
+    };
+    tx.commit().await?;
+    Ok(Json(response))
 }
 
 #[utoipa::path(post, path = "/login-2fa", tag = "login", request_body = Login2faRequest,

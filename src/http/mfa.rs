@@ -76,7 +76,7 @@ async fn enable_mfa(
         username: username.key(),
         user_id: Some(user.id),
     };
-    let mut tx = app.db.writer().begin().await?;
+    let mut tx = app.db.begin_write().await?;
     let enrollment = app.enroll(&mut tx, user.id, &user.username).await?;
     app.audit(&mut *tx, &client, subject, "mfa.enabled", None)
         .await?;

@@ -57,7 +57,7 @@ async fn logout(
     Bearer(hash): Bearer,
 ) -> Result<StatusCode, Error> {
     let now = app.clock.now();
-    let mut tx = app.db.writer().begin().await?;
+    let mut tx = app.db.begin_write().await?;
     let user = sessions::find(&mut *tx, &hash, now)
         .await?
         .ok_or(Error::Unauthorized)?;

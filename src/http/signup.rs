@@ -71,7 +71,7 @@ async fn signup(
         return Err(Error::UserExists);
     }
     let hash = app.hasher.hash(&password).await?;
-    let mut tx = app.db.writer().begin().await?;
+    let mut tx = app.db.begin_write().await?;
     let id = users::insert(
         &mut tx,
         username.as_str(),

@@ -41,7 +41,9 @@ impl Services {
                     return Err(Error::TooManyAttempts { retry_after });
                 }
                 if state.failures > 0 {
-                    throttle::reset(self.db.writer(), key, Factor::Password).await?;
+                    let mut tx = self.db.begin_write().await?;
+                    throttle::reset(&mut *tx, key, Factor::Password).await?;
+                    tx.commit().await?;
                 }
                 Ok(user)
             }
@@ -66,7 +68,7 @@ impl Services {
     ) -> Result<(), Error> {
         let factor = Factor::Password;
         let now = self.clock.now();
-        let mut tx = self.db.writer().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let state = throttle::count_failure(&mut tx, subject.username, factor, now).await?;
         if let Some(retry_after) = retry_after(state.locked_until, now) {
             return Err(Error::TooManyAttempts { retry_after });

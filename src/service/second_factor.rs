@@ -4,7 +4,7 @@
 //! events and the caller's own writes (a new session, an erased credential)
 //! commit together or not at all.
 
-use sqlx::{Any, Transaction};
+use crate::db::WriteTx;
 
 use super::{Client, Services, Subject};
 use crate::auth::lockout::{Factor, retry_after};
@@ -45,7 +45,7 @@ pub struct Checked {
 /// own writes and commits.
 pub struct Settled {
     /// The open transaction holding the replay mark and the reset counter.
-    pub tx: Transaction<'static, Any>,
+    pub tx: WriteTx,
     /// Recovery codes left, when one was spent.
     pub recovery_codes_remaining: Option<i64>,
 }
@@ -111,7 +111,7 @@ impl Services {
     ) -> Result<Settled, Error> {
         let now = self.clock.now();
         let key = subject.username;
-        let mut tx = self.db.writer().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         // Counting first takes the row (a lock on PostgreSQL; SQLite has one
         // writer), so concurrent attempts are settled one after another.
         let state = throttle::count_failure(&mut tx, key, Factor::SecondFactor, now).await?;

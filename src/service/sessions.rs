@@ -31,23 +31,16 @@ impl Services {
         })
     }
 
-    /// Stores a new session for `user_id` in its own transaction.
-    pub async fn new_session(&self, user_id: i64) -> Result<IssuedToken, Error> {
-        let mut conn = self.db.writer().acquire().await?;
-        self.issue_session(&mut conn, user_id).await
-    }
-
-    /// Stores a new MFA challenge for `user_id` (the `mfa_token` of /login).
-    pub async fn new_challenge(&self, user_id: i64) -> Result<IssuedToken, Error> {
-        let now = self.clock.now();
+    /// Stores a new MFA challenge for `user_id` (the `mfa_token` of
+    /// /login) inside `conn`'s transaction.
+    pub async fn issue_challenge(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: i64,
+    ) -> Result<IssuedToken, Error> {
         let issued = tokens::issue();
-        challenges::insert(
-            self.db.writer(),
-            &issued.hash,
-            user_id,
-            now + self.mfa_token_ttl,
-        )
-        .await?;
+        let expires = self.clock.now() + self.mfa_token_ttl;
+        challenges::insert(conn, &issued.hash, user_id, expires).await?;
         Ok(IssuedToken {
             token: issued.token,
             expires_in: self.mfa_token_ttl,

@@ -1,0 +1,82 @@
+//! Driving wrk with bench/wrk.lua and reading its one-line JSON report.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// What one wrk run measured.
+#[derive(Debug, Deserialize, Clone, Default)]
+pub struct Report {
+    pub requests: u64,
+    pub micros: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub non2xx: u64,
+    pub socket_errors: u64,
+    pub exhausted: u64,
+    /// Only when counted (`BENCH_STATUSES=1`).
+    pub statuses: BTreeMap<String, u64>,
+}
+
+impl Report {
+    /// Requests per second over the whole run.
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / (self.micros.max(1) as f64 / 1e6)
+    }
+}
+
+/// One load: what to send, how hard, how long.
+pub struct Load<'a> {
+    pub url: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub connections: u32,
+    pub threads: u32,
+    pub seconds: u32,
+    /// `BENCH_*` variables for wrk.lua (bodies, body, tokens, statuses).
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl Load<'_> {
+    /// Starts wrk; `finish` waits for it and parses its report.
+    pub fn spawn(&self, script: &Path) -> anyhow::Result<std::process::Child> {
+        Command::new("wrk")
+            .arg(format!("-t{}", self.threads))
+            .arg(format!("-c{}", self.connections))
+            .arg(format!("-d{}s", self.seconds))
+            .arg("--timeout")
+            .arg("30s")
+            .arg("-s")
+            .arg(script)
+            .arg(format!("{}{}", self.url, self.path))
+            .env("BENCH_METHOD", self.method)
+            .env("BENCH_PATH", self.path)
+            .env("BENCH_THREADS", self.threads.to_string())
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting wrk (apt-get install wrk)")
+    }
+
+    /// Runs wrk to the end.
+    pub fn run(&self, script: &Path) -> anyhow::Result<Report> {
+        finish(self.spawn(script)?)
+    }
+}
+
+/// Waits for a wrk started by [`Load::spawn`] and parses its report.
+pub fn finish(child: std::process::Child) -> anyhow::Result<Report> {
+    let out = child.wait_with_output().context("waiting for wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("wrk failed ({}): {text}", out.status);
+    }
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("BENCH "))
+        .with_context(|| format!("no BENCH line in wrk output: {text}"))?;
+    serde_json::from_str(line).with_context(|| format!("parsing {line}"))
+}

@@ -1,0 +1,316 @@
+//! `bench/run`: the release server under load. For each backend (SQLite;
+//! PostgreSQL when its server programs are installed) it seeds accounts
+//! through the API on a server with a cheap argon2 cost, restarts the
+//! server with the defaults, and drives it with wrk:
+//!
+//! 1. `GET /healthz`, the in-run ceiling every scenario is compared with;
+//! 2. `POST /login-2fa` successes: distinct users, fresh mfa_tokens, valid codes;
+//! 3. `GET /me` with valid session tokens;
+//! 4. a `/login` flood at the default argon2 cost, with /healthz sampled on
+//!    one more connection and the server's peak RSS read from /proc.
+//!
+//! It prints one Markdown table (the one in BENCHMARKS.md).
+
+#[path = "../tests/api/pg.rs"]
+mod pg;
+
+mod load;
+mod seed;
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Parser;
+
+use load::{Load, Report};
+use server::Server;
+
+/// Flags of `bench/run`.
+#[derive(Parser, Debug)]
+struct Args {
+    /// MFA accounts seeded for the /login-2fa scenario (each logs in once).
+    #[arg(long, default_value_t = 40_000)]
+    users: usize,
+    /// Accounts without MFA whose sessions /me cycles through.
+    #[arg(long, default_value_t = 1_000)]
+    sessions: usize,
+    /// Seconds per scenario (the codes stay valid for at least 30 s).
+    #[arg(long, default_value_t = 8)]
+    seconds: u32,
+    /// Connections of the scenarios.
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
+    /// Connections of the /login flood.
+    #[arg(long, default_value_t = 256)]
+    flood_connections: u32,
+    /// `sqlite`, `postgres` or `all` (PostgreSQL only when installed).
+    #[arg(long, default_value = "all")]
+    backend: String,
+    /// The server binary.
+    #[arg(long, default_value = "target/release/twofactor")]
+    bin: PathBuf,
+    /// Record each scenario with `perf record -g` into OUT/BACKEND/*.perf.data.
+    #[arg(long)]
+    perf: bool,
+    /// Where data directories and server logs go.
+    #[arg(long, default_value = "target/bench-run")]
+    out: PathBuf,
+}
+
+/// Argon2 cost of the seeding server only; the measured server uses the defaults.
+const CHEAP_ARGON2: [&str; 4] = ["--argon2-memory-kib", "64", "--argon2-iterations", "1"];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/wrk.lua");
+    let bin = std::path::absolute(&args.bin)?;
+    let mut rows = Vec::new();
+    if matches!(args.backend.as_str(), "sqlite" | "all") {
+        let dir = server::fresh_dir(&args.out, "sqlite")?;
+        let url = format!("sqlite://{}", dir.join("db.sqlite").display());
+        rows.push((
+            "SQLite",
+            run_backend(&args, &bin, &script, &dir, &url).await?,
+        ));
+    }
+    if matches!(args.backend.as_str(), "postgres" | "all") {
+        match pg::PgCluster::start() {
+            Some(cluster) => {
+                let dir = server::fresh_dir(&args.out, "postgres")?;
+                let url = cluster.create_database().await;
+                rows.push((
+                    "PostgreSQL",
+                    run_backend(&args, &bin, &script, &dir, &url).await?,
+                ));
+            }
+            None => eprintln!("bench: PostgreSQL is not installed; SQLite only"),
+        }
+    }
+    print_table(&args, &rows);
+    Ok(())
+}
+
+/// Everything measured on one backend.
+struct Figures {
+    ceiling: Report,
+    login_2fa: Report,
+    me: Report,
+    flood: Report,
+    flood_healthz: Report,
+    peak_rss_mib: f64,
+}
+
+async fn run_backend(
+    args: &Args,
+    bin: &Path,
+    script: &Path,
+    dir: &Path,
+    url: &str,
+) -> anyhow::Result<Figures> {
+    let key = dir.join("encryption.key");
+    let log = dir.join("server.log");
+    eprintln!(
+        "bench: seeding {} MFA accounts and {} sessions ({url})",
+        args.users, args.sessions
+    );
+    let started = std::time::Instant::now();
+    let seeding = Server::start(bin, url, &key, &log, &CHEAP_ARGON2)?;
+    let seeded = seed::run(&seeding.url, args.users, args.sessions).await?;
+    seeding.stop()?;
+    eprintln!("bench: seeded in {:.1} s", started.elapsed().as_secs_f64());
+
+    let server = Server::start(bin, url, &key, &log, &[])?;
+    let load = |method, path, connections, env| Load {
+        url: &server.url,
+        method,
+        path,
+        connections,
+        threads: 2,
+        seconds: args.seconds,
+        env,
+    };
+    let profiled = |name: &str, load: Load| -> anyhow::Result<Report> {
+        let perf = args
+            .perf
+            .then(|| profile(server.pid(), &dir.join(format!("{name}.perf.data"))));
+        let report = load.run(script);
+        if let Some(perf) = perf {
+            stop_profile(perf?)?;
+        }
+        report
+    };
+    eprintln!("bench: GET /healthz");
+    let ceiling = profiled("healthz", load("GET", "/healthz", args.connections, vec![]))?;
+
+    eprintln!("bench: POST /login-2fa");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let bodies = dir.join("login-2fa.jsonl");
+    let lines: Vec<String> = seeded.pending.iter().map(|p| p.body(now)).collect();
+    std::fs::write(&bodies, lines.join("\n") + "\n").context("writing the bodies")?;
+    let env = vec![("BENCH_BODIES", bodies.display().to_string())];
+    let login_2fa = profiled(
+        "login-2fa",
+        load("POST", "/login-2fa", args.connections, env),
+    )?;
+
+    eprintln!("bench: GET /me");
+    let tokens = dir.join("sessions.txt");
+    std::fs::write(&tokens, seeded.sessions.join("\n") + "\n").context("writing the tokens")?;
+    let env = vec![("BENCH_TOKENS", tokens.display().to_string())];
+    let me = profiled("me", load("GET", "/me", args.connections, env))?;
+
+    eprintln!("bench: POST /login flood at the default argon2 cost");
+    let client = reqwest::Client::new();
+    seed::signup(&client, &server.url, "bench_flood", false).await?;
+    let body =
+        serde_json::json!({"username": "bench_flood", "password": seed::PASSWORD}).to_string();
+    let flood_env = vec![("BENCH_BODY", body), ("BENCH_STATUSES", "1".to_owned())];
+    let flood = load("POST", "/login", args.flood_connections, flood_env).spawn(script)?;
+    // The probe samples every 5 ms rather than loading the server itself.
+    let probe_env = vec![("BENCH_DELAY_MS", "5".to_owned())];
+    let probe = Load {
+        threads: 1,
+        ..load("GET", "/healthz", 1, probe_env)
+    }
+    .spawn(script)?;
+    let flood = load::finish(flood)?;
+    let flood_healthz = load::finish(probe)?;
+    let peak_rss_mib = server.peak_rss_mib()?;
+    server.stop()?;
+    Ok(Figures {
+        ceiling,
+        login_2fa,
+        me,
+        flood,
+        flood_healthz,
+        peak_rss_mib,
+    })
+}
+
+/// Starts `perf record` on the server.
+fn profile(pid: u32, out: &Path) -> anyhow::Result<std::process::Child> {
+    std::process::Command::new("perf")
+        .args([
+            "record",
+            "-F",
+            "999",
+            "-g",
+            "-q",
+            "-p",
+            &pid.to_string(),
+            "-o",
+        ])
+        .arg(out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting perf (apt-get install linux-perf)")
+}
+
+fn stop_profile(mut perf: std::process::Child) -> anyhow::Result<()> {
+    std::process::Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status()?;
+    perf.wait()?;
+    Ok(())
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn print_table(args: &Args, rows: &[(&str, Figures)]) {
+    let c = args.connections;
+    println!(
+        "| Backend | Scenario | Conns | req/s | p50 ms | p99 ms | vs ceiling | Target | Notes |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (backend, f) in rows {
+        let ceiling = f.ceiling.rps();
+        let ratio = |r: &Report| format!("{:.0}%", 100.0 * r.rps() / ceiling);
+        let line = |name: &str,
+                    conns: u32,
+                    r: &Report,
+                    vs: String,
+                    target: String,
+                    notes: String| {
+            println!(
+                "| {backend} | {name} | {conns} | {:.0} | {} | {} | {vs} | {target} | {notes} |",
+                r.rps(),
+                ms(r.p50_us),
+                ms(r.p99_us)
+            );
+        };
+        let errors = |r: &Report| {
+            let mut n = format!("{} non-2xx, {} socket errors", r.non2xx, r.socket_errors);
+            if r.exhausted > 0 {
+                n.push_str(&format!(", RAN OUT of bodies ({})", r.exhausted));
+            }
+            n
+        };
+        line(
+            "GET /healthz (ceiling)",
+            c,
+            &f.ceiling,
+            "100%".into(),
+            String::new(),
+            errors(&f.ceiling),
+        );
+        let l2 = &f.login_2fa;
+        let ok = 100.0 * l2.rps() / ceiling >= 25.0 && l2.p99_us <= 10_000 && l2.non2xx == 0;
+        line(
+            "POST /login-2fa successes",
+            c,
+            l2,
+            ratio(l2),
+            verdict(ok, "≥ 25%, p99 ≤ 10 ms"),
+            errors(l2),
+        );
+        let me = &f.me;
+        let ok = 100.0 * me.rps() / ceiling >= 50.0 && me.non2xx == 0;
+        line(
+            "GET /me",
+            c,
+            me,
+            ratio(me),
+            verdict(ok, "≥ 50%"),
+            errors(me),
+        );
+        let statuses: Vec<String> = f
+            .flood
+            .statuses
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
+        let bad_5xx = f
+            .flood
+            .statuses
+            .keys()
+            .any(|s| s.starts_with('5') && s != "503");
+        line(
+            "POST /login flood (argon2 default)",
+            args.flood_connections,
+            &f.flood,
+            ratio(&f.flood),
+            String::new(),
+            statuses.join(", "),
+        );
+        let h = &f.flood_healthz;
+        let ok = h.p99_us <= 20_000 && !bad_5xx && f.peak_rss_mib <= 150.0;
+        let notes = format!("peak RSS {:.0} MiB; {}", f.peak_rss_mib, errors(h));
+        line(
+            "GET /healthz during the flood",
+            1,
+            h,
+            String::new(),
+            verdict(ok, "p99 ≤ 20 ms, RSS ≤ 150 MiB, no 5xx but 503"),
+            notes,
+        );
+    }
+}
+
+fn verdict(ok: bool, target: &str) -> String {
+    format!("{} ({target})", if ok { "met" } else { "**missed**" })
+}

@@ -1,0 +1,108 @@
+//! The release server as a child process: started on port 0 with its own
+//! data directory, its address read from the `listening on` line, stopped
+//! with SIGTERM, its peak resident memory read from /proc.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// A running `twofactor serve`.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Server {
+    /// Starts `bin serve` on `database_url` with `extra` flags; its logs go
+    /// to `log` (appended).
+    pub fn start(
+        bin: &Path,
+        database_url: &str,
+        key_file: &Path,
+        log: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Server> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .args(["--bind", "127.0.0.1:0", "--database-url", database_url])
+            .arg("--encryption-key-file")
+            .arg(key_file)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => Ok(Server { child, url }),
+            Err(_) => {
+                let _ = child.kill();
+                bail!("the server did not start; see {}", log.display())
+            }
+        }
+    }
+
+    /// The process id, for /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident set size so far (VmHWM), in MiB.
+    pub fn peak_rss_mib(&self) -> anyhow::Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .context("reading /proc/PID/status")?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmHWM line")?;
+        Ok(kib / 1024.0)
+    }
+
+    /// SIGTERM, then waits for the graceful exit.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("the server exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh directory for one backend's run.
+pub fn fresh_dir(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let dir = root.join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}

@@ -1,6 +1,7 @@
 // The web front end walked in headless chromium against the real server:
 // every flow a person takes, with TOTP codes computed here from the secret
-// the page shows. Screenshots of each page go to tests/browser/artifacts/.
+// the page shows. Screenshots of each page go to tests/browser/artifacts/
+// (readme-*.png are the README's pictures in docs/).
 //
 //   TWOFACTOR_BIN=target/release/twofactor node --test flows.test.mjs
 //   (tests/browser/run.sh does this, after npm ci)
@@ -10,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { after, afterEach, before, test } from 'node:test';
 
 import {
-  LOCKOUT_SECONDS, PASSWORD, apiCall, freshCode, launchBrowser, mfaUser, newPage, shot,
+  ARTIFACTS, LOCKOUT_SECONDS, PASSWORD, apiCall, freshCode, launchBrowser, mfaUser, newPage, shot,
   startServer, stepNow, storageIsEmpty, totp, wrongCode,
 } from './lib.mjs';
 
@@ -156,6 +157,7 @@ test('sign up with MFA: QR, secret, recovery codes, a wrong first code, then the
   page.on('request', (r) => { if (r.url().endsWith('/login')) logins.push(r.url()); });
   await expectView(page, 'login');
   await shot(page, 'login');
+  await page.locator('main').screenshot({ path: `${ARTIFACTS}/readme-login.png` });
   const user = await signUpWithMfa(page, 'alice', 'signup');
   const link = await page.locator('#enroll-link').getAttribute('href');
   assert.match(link, /^otpauth:\/\/totp\/twofactor:alice\?secret=[A-Z2-7]+&issuer=twofactor$/);
@@ -173,6 +175,7 @@ test('sign up with MFA: QR, secret, recovery codes, a wrong first code, then the
   assert.equal(download.suggestedFilename(), 'twofactor-recovery-codes-alice.txt');
   assert.equal(readFileSync(await download.path(), 'utf8'), user.codes.join('\n') + '\n');
   await shot(page, 'enroll');
+  await page.locator('main').screenshot({ path: `${ARTIFACTS}/readme-enrollment.png` });
 
   // The OTP field says what it is to phones and password managers.
   const field = page.locator('#confirm-token');

@@ -219,7 +219,7 @@
       $('second-switch').textContent = 'Use a code from the app instead';
     } else {
       $('second-token-label').textContent = 'Code from your authenticator app';
-      $('second-token-hint').textContent = 'The 6-digit code your app shows now.';
+      $('second-token-hint').textContent = 'The code your app shows now for this account.';
       input.setAttribute('inputmode', 'numeric');
       input.setAttribute('autocomplete', 'one-time-code');
       $('second-switch').textContent = 'Use a recovery code instead';
@@ -306,19 +306,27 @@
   });
 
   // ---- enrollment -------------------------------------------------------------------------
-  function secretOf(uri) {
+  /** The key and the code parameters of an otpauth:// URI. */
+  function parseUri(uri) {
+    let params;
     try {
-      return new URL(uri).searchParams.get('secret') || '';
+      params = new URL(uri).searchParams;
     } catch (e) {
-      return '';
+      params = new URLSearchParams();
     }
+    return {
+      secret: params.get('secret') || '',
+      digits: params.get('digits') || '6',
+      period: params.get('period') || '30',
+    };
   }
 
   async function startEnrollment(username, password, body, previous) {
     enrollment = { username, password, mfaToken: null, codes: body.recovery_codes || [], previous };
     const uri = body.provisioning_uri || '';
-    const secret = secretOf(uri);
+    const { secret, digits, period } = parseUri(uri);
     $('enroll-secret').textContent = (secret.match(/.{1,4}/g) || []).join(' ');
+    $('enroll-kind').textContent = 'time-based, ' + digits + ' digits' + (period === '30' ? '' : ', every ' + period + ' s');
     $('enroll-account').textContent = username;
     $('enroll-link').href = uri;
     const list = $('enroll-codes');

@@ -12,6 +12,7 @@ mod qrcode;
 mod request_id;
 mod session;
 mod signup;
+mod web;
 
 use std::time::Duration;
 
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     let (api, mut doc) = api().split_for_parts();
     openapi::finish(&mut doc);
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(web::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
@@ -80,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(axum::middleware::from_fn(deadline))
         .layer(axum::middleware::from_fn(request_id::tag))
+        .layer(axum::middleware::from_fn(web::security_headers))
         .with_state(state)
 }
 
@@ -129,6 +132,10 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http");
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
+            // The web front end's pages are not API operations.
+            if path.ends_with("web.rs") {
+                continue;
+            }
             let source = std::fs::read_to_string(&path).unwrap();
             let code = source.split("#[cfg(test)]").next().unwrap_or_default();
             for forbidden in [".route(", ".route_service(", ".nest("] {

@@ -27,3 +27,4 @@ mod recovery;
 mod replay;
 mod session;
 mod signup;
+mod web;

@@ -12,6 +12,7 @@ mod cli;
 mod disable_mfa;
 mod durability;
 mod enable_mfa;
+mod group_commit;
 mod health;
 mod lockout;
 mod login;

@@ -44,23 +44,21 @@ pub struct RecoveryCodesResponse {
     recovery_codes: Vec<String>,
 }
 
-/// Body of POST /change-password.
+/// Body of POST /change-password: the `current_password`; the
+/// `new_password` (8–256 characters, not too easy to guess: checked against
+/// zxcvbn's lists of common passwords, words, names and patterns); with MFA
+/// on, `token`: a current TOTP code or an unused recovery code.
 #[derive(ToSchema)]
 #[expect(
     dead_code,
     reason = "documents the body; read field by field by JsonObject"
 )]
 pub struct ChangePasswordRequest {
-    /// The password now.
     #[schema(inline)]
     current_password: PasswordField,
-    /// The new password: 8–256 characters, not too easy to guess (checked
-    /// against zxcvbn's lists of common passwords, words, names and
-    /// patterns).
     #[schema(inline)]
     new_password: PasswordField,
-    /// With MFA on: a current TOTP code or an unused recovery code.
-    #[schema(min_length = 1, max_length = 64, example = "123456", required = false)]
+    #[schema(min_length = 1, max_length = 64, example = "123456")]
     token: Option<String>,
 }
 
@@ -125,10 +123,7 @@ async fn change_password(
     let me = app.signed_in(&hash).await?;
     let current = body.password_named("current_password")?;
     let new = body.password_named("new_password")?;
-    let token = match body.has("token") {
-        true => Some(body.token("token")?),
-        false => None,
-    };
+    let token = body.optional_token("token")?;
     let ended = app
         .change_password(&me, &current, &new, token, &client)
         .await?;

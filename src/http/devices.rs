@@ -106,8 +106,14 @@ pub struct DevicesResponse {
     reason = "documents the body; read field by field by JsonObject"
 )]
 pub struct AddDeviceRequest {
-    /// A name for the device, unique among the user's devices.
-    #[schema(min_length = 1, max_length = 64, example = "work phone")]
+    /// A name for the device, unique among the user's devices: 1–64
+    /// characters once trimmed, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$",
+        example = "work phone"
+    )]
     label: String,
     #[schema(inline)]
     password: PasswordField,
@@ -159,18 +165,19 @@ pub struct ConfirmedDeviceResponse {
     recovery_codes: Option<Vec<String>>,
 }
 
-/// Body of DELETE /me/devices/{id}: one of the two fields.
+/// Body of DELETE /me/devices/{id}: the account's `password`, or `token`, a
+/// current TOTP code from any active device; at least one (both: both must
+/// be right).
 #[derive(ToSchema)]
+#[schema(min_properties = 1)]
 #[expect(
     dead_code,
     reason = "documents the body; read field by field by JsonObject"
 )]
 pub struct RemoveDeviceRequest {
-    /// The account's password (or give `token`).
-    #[schema(inline, required = false)]
+    #[schema(inline)]
     password: Option<PasswordField>,
-    /// A current TOTP code from any active device (or give `password`).
-    #[schema(min_length = 1, max_length = 64, example = "123456", required = false)]
+    #[schema(min_length = 1, max_length = 64, example = "123456")]
     token: Option<String>,
 }
 
@@ -221,8 +228,8 @@ async fn add_device(
     Error,
 > {
     let me = app.signed_in(&hash).await?;
-    let label = body.label("label")?;
     let password = body.password()?;
+    let label = body.label("label")?;
     app.check_password(&me.username, &password, &client).await?;
     let added = app
         .add_device(me.subject(), &me.session.username, &label, &client)
@@ -283,7 +290,7 @@ async fn confirm_device(
     params(("id" = i64, Path, description = "A device id from GET /me/devices")),
     responses(
         (status = 204, description = "The device is removed; its codes no longer work"),
-        (status = 401, description = "No valid session token (`unauthorized`), wrong password (`invalid_credentials`) or wrong code (`invalid_otp`)", body = ErrorBody),
+        (status = 401, description = "No valid session token (`unauthorized`), neither password nor token (`proof_required`), wrong password (`invalid_credentials`) or wrong code (`invalid_otp`)", body = ErrorBody),
         (status = 404, description = "No such device of this user (`device_not_found`)", body = ErrorBody),
         (status = 409, description = "It is the last active device (`last_device`): use /disable-mfa", body = ErrorBody),
         (status = 429, description = "Locked out after too many failures (`too_many_attempts`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until the lock ends"))),
@@ -296,16 +303,9 @@ async fn remove_device(
     body: JsonObject,
 ) -> Result<StatusCode, Error> {
     let me = app.signed_in(&hash).await?;
-    let proof = match (body.has("password"), body.has("token")) {
-        (true, false) => DeviceRemoval::Password(body.password()?),
-        (false, true) => DeviceRemoval::Code(body.token("token")?),
-        _ => {
-            return Err(Error::invalid(
-                "password",
-                "give either password or token (a current code)",
-            ));
-        }
-    };
+    let password = body.optional_password()?;
+    let token = body.optional_token("token")?;
+    let proof = DeviceRemoval::new(password, token).ok_or(Error::ProofRequired)?;
     let id = device_id(id)?;
     app.remove_device(me.subject(), &me.username, id, proof, &client)
         .await?;

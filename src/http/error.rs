@@ -84,6 +84,9 @@ pub enum Error {
     /// Removing the last device that counts would turn MFA off.
     #[error("last device")]
     LastDevice,
+    /// Neither the password nor a code given where one is needed.
+    #[error("proof required")]
+    ProofRequired,
     /// No such session of this user.
     #[error("session not found")]
     SessionNotFound,
@@ -200,6 +203,11 @@ impl Error {
                 "This is your last device; use /disable-mfa to turn MFA off",
             ),
             Error::SessionNotFound => (S::NOT_FOUND, "session_not_found", "Session not found"),
+            Error::ProofRequired => (
+                S::UNAUTHORIZED,
+                "proof_required",
+                "Give the password or a current code (token)",
+            ),
             Error::WeakPassword(_) => (S::UNPROCESSABLE_ENTITY, "weak_password", ""),
             Error::TooManyAttempts { .. } => (
                 S::TOO_MANY_REQUESTS,

@@ -83,9 +83,25 @@ impl JsonObject {
         Password::parse(self.string(field)?).ok_or(Error::invalid(field, password::RULE))
     }
 
-    /// Whether the body has `field` (of any type).
-    pub fn has(&self, field: &str) -> bool {
-        self.0.contains_key(field)
+    /// Whether the body has `field` with a value other than `null`.
+    fn present(&self, field: &str) -> bool {
+        self.0.get(field).is_some_and(|v| !v.is_null())
+    }
+
+    /// An optional code or token field (absent or `null`: `None`).
+    pub fn optional_token(&self, field: &'static str) -> Result<Option<&str>, Error> {
+        match self.present(field) {
+            true => self.token(field).map(Some),
+            false => Ok(None),
+        }
+    }
+
+    /// The optional `password` field, validated (absent or `null`: `None`).
+    pub fn optional_password(&self) -> Result<Option<Password>, Error> {
+        match self.present("password") {
+            true => self.password().map(Some),
+            false => Ok(None),
+        }
     }
 
     /// A device label: 1 to 64 characters once trimmed, none of them a

@@ -81,7 +81,7 @@ impl Services {
 
     /// Changes the signed-in user's password (with a second factor when MFA
     /// is on) and ends their other sessions; returns how many were ended.
-    /// A weak new password is refused before anything else is checked.
+    /// A weak new password is refused once the current one is proven.
     pub async fn change_password(
         &self,
         me: &SignedIn,
@@ -90,6 +90,8 @@ impl Services {
         token: Option<&str>,
         client: &Client,
     ) -> Result<u64, Error> {
+        // The current password first: whoever lacks it learns nothing more.
+        let user = self.check_password(&me.username, current, client).await?;
         if new.expose() == current.expose() {
             return Err(Error::invalid(
                 "new_password",
@@ -101,7 +103,6 @@ impl Services {
             self.metrics.account_action("weak_password_refused");
             return Err(Error::WeakPassword(weakness));
         }
-        let user = self.check_password(&me.username, current, client).await?;
         let checked = match (user.mfa_enabled, token) {
             (false, _) => None,
             (true, None) => {

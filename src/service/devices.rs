@@ -36,12 +36,19 @@ pub struct AddedDevice {
     pub expires_in: i64,
 }
 
-/// What proves a device removal is wanted by the account's owner.
-pub enum DeviceRemoval<'a> {
-    /// The account's password.
-    Password(Password),
-    /// A current TOTP code from a device that counts.
-    Code(&'a str),
+/// What proves a device removal is wanted by the account's owner: the
+/// password, a current TOTP code from a device that counts, or both (then
+/// both must be right). [`DeviceRemoval::new`] refuses neither.
+pub struct DeviceRemoval<'a> {
+    password: Option<Password>,
+    code: Option<&'a str>,
+}
+
+impl<'a> DeviceRemoval<'a> {
+    /// `None` when neither is given.
+    pub fn new(password: Option<Password>, code: Option<&'a str>) -> Option<DeviceRemoval<'a>> {
+        (password.is_some() || code.is_some()).then_some(DeviceRemoval { password, code })
+    }
 }
 
 impl Services {
@@ -193,12 +200,12 @@ impl Services {
         if last(credentials::count_counting(self.db.reader(), user_id).await?) {
             return Err(Error::LastDevice);
         }
-        let mut tx = match proof {
-            DeviceRemoval::Password(password) => {
-                self.check_password(username, &password, client).await?;
-                self.db.writer().begin().await?
-            }
-            DeviceRemoval::Code(token) => {
+        if let Some(password) = &proof.password {
+            self.check_password(username, password, client).await?;
+        }
+        let mut tx = match proof.code {
+            None => self.db.writer().begin().await?,
+            Some(token) => {
                 self.ensure_not_locked(subject.username, Factor::SecondFactor)
                     .await?;
                 let checked = self

@@ -247,7 +247,16 @@ async fn removing_a_device_needs_the_password_or_a_current_code_and_its_codes_st
         .await;
     assert_error(resp, 401, "invalid_otp").await;
     let resp = app.remove_device(&bearer, tablet.id, &json!({})).await;
-    assert_error(resp, 422, "invalid_input").await;
+    assert_error(resp, 401, "proof_required").await;
+    // Both given: both must be right.
+    let resp = app
+        .remove_device(
+            &bearer,
+            tablet.id,
+            &json!({"password": PASSWORD, "token": wrong_code(&app, &e.secret)}),
+        )
+        .await;
+    assert_error(resp, 401, "invalid_otp").await;
 
     let resp = app
         .remove_device(&bearer, tablet.id, &json!({"password": PASSWORD}))

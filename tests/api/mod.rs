@@ -33,3 +33,4 @@ mod replay;
 mod session;
 mod sessions_list;
 mod signup;
+mod upgrade;

@@ -88,6 +88,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=10))]
     pub totp_skew: u64,
 
+    /// Largest clock drift, in time steps, remembered per device: the
+    /// acceptance window is widened towards a device's observed offset (as
+    /// django-otp does), never by more than this many steps.
+    #[arg(long, env = "TWOFACTOR_TOTP_MAX_DRIFT", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(0..=10))]
+    pub totp_max_drift: u64,
+
     /// Consecutive failures (per account and factor) before attempts are refused.
     #[arg(long, env = "TWOFACTOR_LOCKOUT_THRESHOLD", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=1000))]

@@ -50,6 +50,16 @@ pub struct FactorLabels {
     pub factor: &'static str,
 }
 
+/// Labels of account changes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// `device_added`, `device_confirmed`, `device_removed`,
+    /// `parameters_ignored`, `recovery_codes_regenerated`,
+    /// `password_changed`, `weak_password_refused`, `session_revoked` or
+    /// `drift_observed`.
+    pub action: &'static str,
+}
+
 /// Labels of the build-info gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -71,6 +81,7 @@ pub struct Metrics {
     replays_refused: Counter,
     lockouts: Family<FactorLabels, Counter>,
     recovery_codes_used: Counter,
+    account_actions: Family<ActionLabels, Counter>,
     hash_queue_depth: Gauge,
 }
 
@@ -117,6 +128,12 @@ impl Metrics {
             "Recovery codes spent",
             recovery_codes_used.clone(),
         );
+        let account_actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "account_actions",
+            "Account changes: devices, recovery codes, passwords, sessions, clock drift",
+            account_actions.clone(),
+        );
         let hash_queue_depth = Gauge::default();
         registry.register(
             "password_hash_queue_depth",
@@ -144,6 +161,7 @@ impl Metrics {
             replays_refused,
             lockouts,
             recovery_codes_used,
+            account_actions,
             hash_queue_depth,
         }
     }
@@ -195,6 +213,13 @@ impl Metrics {
     /// Records a spent recovery code.
     pub fn recovery_code_used(&self) {
         self.recovery_codes_used.inc();
+    }
+
+    /// Records an account change (see [`ActionLabels`]).
+    pub fn account_action(&self, action: &'static str) {
+        self.account_actions
+            .get_or_create(&ActionLabels { action })
+            .inc();
     }
 
     /// The text exposition, with the hash queue depth read now.

@@ -14,7 +14,7 @@ use crate::auth::crypto::Sealer;
 use crate::auth::password::Hasher;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::db::{Db, challenges, sessions, throttle};
+use crate::db::{Db, challenges, credentials, sessions, throttle};
 use crate::service::{AppState, Services};
 
 /// Counters untouched this long (and not locked) are forgotten.
@@ -56,6 +56,7 @@ impl App {
             issuer: config.issuer.clone(),
             totp: config.totp_params(),
             skew: config.totp_skew,
+            max_drift: config.totp_max_drift as i64,
             lockout: config.lockout_policy(),
             session_ttl: config.session_ttl as i64,
             mfa_token_ttl: config.mfa_token_ttl as i64,
@@ -98,7 +99,8 @@ impl App {
     }
 }
 
-/// Deletes expired sessions, challenges and stale lockout counters, once a minute.
+/// Deletes expired sessions, challenges, pending devices and stale lockout
+/// counters, once a minute.
 async fn clean_up(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -108,6 +110,7 @@ async fn clean_up(state: AppState) {
             let mut tx = state.db.begin_write().await?;
             sessions::purge_expired(&mut *tx, now).await?;
             challenges::purge_expired(&mut *tx, now).await?;
+            credentials::purge_expired(&mut *tx, now).await?;
             throttle::purge_stale(&mut *tx, now - THROTTLE_MEMORY, now).await?;
             tx.commit().await
         }

@@ -207,15 +207,48 @@ pub fn verify(
         Algorithm::Sha256 => verify_with::<Hmac<Sha256>>,
         Algorithm::Sha512 => verify_with::<Hmac<Sha512>>,
     };
-    verify_with(params, key, code, unix_time, skew, not_after)
+    let now = time_step(params, unix_time);
+    verify_with(
+        params,
+        key,
+        code,
+        now.saturating_sub(skew),
+        now.saturating_add(skew),
+        not_after,
+    )
+}
+
+/// Like [`verify`], with the window widened towards a device's known clock
+/// drift: steps from `now + min(0, drift) - skew` to `now + max(0, drift) +
+/// skew`, so a code is accepted both around the device's observed offset
+/// (as django-otp centres it) and around the true time (a phone whose clock
+/// was since corrected). The caller bounds `drift`.
+pub fn verify_with_drift(
+    params: &TotpParams,
+    key: &[u8],
+    code: &OtpCode,
+    unix_time: u64,
+    drift: i64,
+    skew: u64,
+    not_after: Option<u64>,
+) -> Option<u64> {
+    let verify_with = match params.algorithm {
+        Algorithm::Sha1 => verify_with::<Hmac<Sha1>>,
+        Algorithm::Sha256 => verify_with::<Hmac<Sha256>>,
+        Algorithm::Sha512 => verify_with::<Hmac<Sha512>>,
+    };
+    let now = time_step(params, unix_time);
+    let low = now.saturating_add_signed(drift.min(0)).saturating_sub(skew);
+    let high = now.saturating_add_signed(drift.max(0)).saturating_add(skew);
+    verify_with(params, key, code, low, high, not_after)
 }
 
 fn verify_with<M: Mac + KeyInit + Clone>(
     params: &TotpParams,
     key: &[u8],
     code: &OtpCode,
-    unix_time: u64,
-    skew: u64,
+    low: u64,
+    high: u64,
     not_after: Option<u64>,
 ) -> Option<u64> {
     // The width is public (it is the length of what the client sent), so this may exit early.
@@ -223,10 +256,9 @@ fn verify_with<M: Mac + KeyInit + Clone>(
         return None;
     }
     let mac = keyed::<M>(key);
-    let now = time_step(params, unix_time);
     let mut found = Choice::from(0);
     let mut matched_step = 0u64;
-    for step in now.saturating_sub(skew)..=now.saturating_add(skew) {
+    for step in low..=high {
         let candidate = hotp_keyed(&mac, step, params.digits);
         // The replay floor and the step numbers are public; only the code comparison is secret.
         let fresh = Choice::from(u8::from(not_after.is_none_or(|floor| step > floor)));
@@ -345,6 +377,29 @@ mod tests {
         assert_eq!(check(step - 1, Some(step)), None);
         assert_eq!(check(step + 1, Some(step)), Some(step + 1));
         assert_eq!(check(step, Some(step - 1)), Some(step));
+    }
+
+    #[test]
+    fn the_drift_window_spans_the_offset_and_the_true_time() {
+        let p = TotpParams::default();
+        let now = 1_700_000_000u64;
+        let step = time_step(&p, now);
+        let check = |s: u64, drift: i64| {
+            let code = otp(&format!("{:06}", hotp(Algorithm::Sha1, SEED20, s, 6)), 6);
+            verify_with_drift(&p, SEED20, &code, now, drift, 1, None)
+        };
+        // Fast phone, 3 steps ahead: steps now-1 ..= now+4 are accepted.
+        for s in step - 1..=step + 4 {
+            assert_eq!(check(s, 3), Some(s));
+        }
+        assert_eq!(check(step + 5, 3), None);
+        assert_eq!(check(step - 2, 3), None);
+        // Slow phone.
+        assert_eq!(check(step - 3, -2), Some(step - 3));
+        assert_eq!(check(step - 4, -2), None);
+        assert_eq!(check(step + 1, -2), Some(step + 1));
+        // No drift: the plain window.
+        assert_eq!(check(step + 2, 0), None);
     }
 
     #[test]

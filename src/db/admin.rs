@@ -11,7 +11,8 @@ pub struct AccountSummary {
     pub username: String,
     /// Signup time (Unix seconds).
     pub created_at: i64,
-    /// `off`, `pending` (enrolled, no code accepted yet) or `on`.
+    /// `on` (a confirmed device), `pending` (the default enrollment, no code
+    /// accepted yet) or `off`. Pending devices of POST /me/devices don't count.
     pub mfa: &'static str,
     /// Unused recovery codes.
     pub recovery_codes_left: i64,
@@ -23,23 +24,26 @@ pub struct AccountSummary {
 /// (sqlx refuses SQL built at run time).
 macro_rules! summary_sql {
     () => {
-        "SELECT u.username, u.created_at, c.id, c.confirmed_at, \
+        "SELECT u.username, u.created_at, \
+       (SELECT COUNT(*) FROM totp_credentials c WHERE c.user_id = u.id AND c.is_default = 1), \
+       (SELECT COUNT(*) FROM totp_credentials c \
+        WHERE c.user_id = u.id AND c.confirmed_at IS NOT NULL), \
        (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL), \
        (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.expires_at > $1) \
-     FROM users u LEFT JOIN totp_credentials c ON c.user_id = u.id"
+     FROM users u"
     };
 }
 
 fn summary(r: &sqlx::any::AnyRow) -> Result<AccountSummary, sqlx::Error> {
-    let credential: Option<i64> = r.try_get(2)?;
-    let confirmed: Option<i64> = r.try_get(3)?;
+    let default_device: i64 = r.try_get(2)?;
+    let confirmed: i64 = r.try_get(3)?;
     Ok(AccountSummary {
         username: r.try_get(0)?,
         created_at: r.try_get(1)?,
-        mfa: match (credential, confirmed) {
-            (None, _) => "off",
-            (Some(_), None) => "pending",
-            (Some(_), Some(_)) => "on",
+        mfa: match (default_device, confirmed) {
+            (_, 1..) => "on",
+            (1.., _) => "pending",
+            _ => "off",
         },
         recovery_codes_left: r.try_get(4)?,
         active_sessions: r.try_get(5)?,
@@ -115,7 +119,7 @@ pub async fn unlock<'e>(
     Ok(done.rows_affected())
 }
 
-/// Every sealed secret with its owner, for re-sealing under a new key.
+/// Every sealed secret (of every device) with its owner, for re-sealing under a new key.
 pub async fn sealed_secrets(
     conn: &mut AnyConnection,
 ) -> Result<Vec<(i64, i64, Sealed)>, sqlx::Error> {

@@ -1,4 +1,6 @@
-//! The `sessions` table: bearer tokens by hash, with expiry.
+//! The `sessions` table: bearer tokens by hash, with expiry, an opaque
+//! public id (what `GET /me/sessions` shows and `DELETE /me/sessions/{id}`
+//! takes, never the token or its hash) and where they were opened from.
 
 use sqlx::{Any, AnyConnection, Executor, Row};
 
@@ -8,25 +10,61 @@ pub struct SessionUser {
     pub user_id: i64,
     /// Owner's username as registered.
     pub username: String,
-    /// Whether the owner has a TOTP credential.
+    /// Whether the owner has a TOTP device that counts for login.
     pub mfa_enabled: bool,
+    /// This session's public id.
+    pub session_id: String,
+}
+
+/// A new session.
+pub struct NewSession<'a> {
+    /// SHA-256 of the bearer token.
+    pub token_hash: &'a [u8],
+    /// Random, shown to the user.
+    pub public_id: &'a str,
+    /// Owner.
+    pub user_id: i64,
+    /// Now.
+    pub now: i64,
+    /// End of life.
+    pub expires_at: i64,
+    /// The TCP peer that opened it.
+    pub client_addr: Option<&'a str>,
+    /// Its `User-Agent`.
+    pub user_agent: Option<&'a str>,
+}
+
+/// A live session as its owner sees it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SessionInfo {
+    /// Opaque id, for `DELETE /me/sessions/{id}`.
+    pub id: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// The client address that opened it.
+    pub client_addr: Option<String>,
+    /// The user agent that opened it.
+    pub user_agent: Option<String>,
+    /// Whether this is the session making the request.
+    pub current: bool,
 }
 
 /// Stores a new session.
-pub async fn insert(
-    conn: &mut AnyConnection,
-    token_hash: &[u8],
-    user_id: i64,
-    now: i64,
-    expires_at: i64,
-) -> Result<(), sqlx::Error> {
+pub async fn insert(conn: &mut AnyConnection, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO sessions \
+         (token_hash, public_id, user_id, created_at, expires_at, client_addr, user_agent) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(token_hash)
-    .bind(user_id)
-    .bind(now)
-    .bind(expires_at)
+    .bind(s.token_hash)
+    .bind(s.public_id)
+    .bind(s.user_id)
+    .bind(s.now)
+    .bind(s.expires_at)
+    .bind(s.client_addr)
+    .bind(s.user_agent)
     .execute(conn)
     .await
     .map(|_| ())
@@ -39,9 +77,11 @@ pub async fn find<'e>(
     now: i64,
 ) -> Result<Option<SessionUser>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT u.id, u.username, c.id \
+        "SELECT u.id, u.username, \
+                (SELECT COUNT(*) FROM totp_credentials c \
+                 WHERE c.user_id = u.id AND (c.confirmed_at IS NOT NULL OR c.is_default = 1)), \
+                s.public_id \
          FROM sessions s JOIN users u ON u.id = s.user_id \
-         LEFT JOIN totp_credentials c ON c.user_id = u.id \
          WHERE s.token_hash = $1 AND s.expires_at > $2",
     )
     .bind(token_hash)
@@ -52,10 +92,42 @@ pub async fn find<'e>(
         Ok(SessionUser {
             user_id: r.try_get(0)?,
             username: r.try_get(1)?,
-            mfa_enabled: r.try_get::<Option<i64>, _>(2)?.is_some(),
+            mfa_enabled: r.try_get::<i64, _>(2)? > 0,
+            session_id: r.try_get(3)?,
         })
     })
     .transpose()
+}
+
+/// The unexpired sessions of `user_id`, newest first; `current` marks the
+/// one with public id `current_id`.
+pub async fn list_for_user<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    user_id: i64,
+    current_id: &str,
+    now: i64,
+) -> Result<Vec<SessionInfo>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT public_id, created_at, expires_at, client_addr, user_agent FROM sessions \
+         WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC, public_id",
+    )
+    .bind(user_id)
+    .bind(now)
+    .fetch_all(ex)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let id: String = r.try_get(0)?;
+            Ok(SessionInfo {
+                current: id == current_id,
+                id,
+                created_at: r.try_get(1)?,
+                expires_at: r.try_get(2)?,
+                client_addr: r.try_get(3)?,
+                user_agent: r.try_get(4)?,
+            })
+        })
+        .collect()
 }
 
 /// Ends an unexpired session; false if there was none.
@@ -70,6 +142,40 @@ pub async fn delete<'e>(
         .execute(ex)
         .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// Ends the unexpired session `public_id` of `user_id`; false if there is
+/// none (or it is someone else's).
+pub async fn delete_by_public_id(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    public_id: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM sessions WHERE public_id = $1 AND user_id = $2 AND expires_at > $3",
+    )
+    .bind(public_id)
+    .bind(user_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Ends every session of `user_id` except the one with `keep_public_id`;
+/// returns how many.
+pub async fn delete_others(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    keep_public_id: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND public_id <> $2")
+        .bind(user_id)
+        .bind(keep_public_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// Removes expired sessions.

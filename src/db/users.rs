@@ -11,7 +11,8 @@ pub struct User {
     pub username: String,
     /// Argon2id PHC string.
     pub password_hash: String,
-    /// Whether a TOTP credential exists (confirmed or not).
+    /// Whether a TOTP device counts for login (a confirmed one, or the
+    /// default enrollment before its first code).
     pub mfa_enabled: bool,
 }
 
@@ -43,9 +44,9 @@ pub async fn find_by_key<'e>(
 ) -> Result<Option<User>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT u.id, u.username, u.password_hash, \
-c.id \
-         FROM users u LEFT JOIN totp_credentials c ON c.user_id = u.id \
-         WHERE u.username_key = $1",
+                (SELECT COUNT(*) FROM totp_credentials c \
+                 WHERE c.user_id = u.id AND (c.confirmed_at IS NOT NULL OR c.is_default = 1)) \
+         FROM users u WHERE u.username_key = $1",
     )
     .bind(username_key)
     .fetch_optional(ex)
@@ -55,8 +56,33 @@ c.id \
             id: r.try_get(0)?,
             username: r.try_get(1)?,
             password_hash: r.try_get(2)?,
-            mfa_enabled: r.try_get::<Option<i64>, _>(3)?.is_some(),
+            mfa_enabled: r.try_get::<i64, _>(3)? > 0,
         })
     })
     .transpose()
+}
+
+/// Replaces the password hash of `user_id`.
+pub async fn set_password_hash(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    password_hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        .bind(password_hash)
+        .bind(user_id)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Takes the row lock of `user_id` for the rest of the transaction (on
+/// PostgreSQL; SQLite has one writer anyway), so changes to one account's
+/// devices that check a count first are made one after another.
+pub async fn lock(conn: &mut AnyConnection, user_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET id = id WHERE id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await
+        .map(|_| ())
 }

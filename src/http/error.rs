@@ -62,6 +62,37 @@ pub enum Error {
     /// Missing, unknown, expired or foreign `mfa_token`.
     #[error("invalid MFA token")]
     InvalidMfaToken,
+    /// A code whose step matches the standard SHA1/6/30 parameters instead
+    /// of the device's own: the authenticator app ignored them.
+    #[error("authenticator ignored parameters")]
+    AuthenticatorIgnoredParameters,
+    /// A wrong first code when confirming a device.
+    #[error("invalid confirmation code")]
+    InvalidConfirmationCode,
+    /// No such device of this user (or an expired pending one).
+    #[error("device not found")]
+    DeviceNotFound,
+    /// The device has been confirmed already.
+    #[error("device already confirmed")]
+    DeviceAlreadyConfirmed,
+    /// The account already has a device with this label.
+    #[error("device label taken")]
+    DeviceLabelTaken,
+    /// The account has as many devices as allowed.
+    #[error("too many devices")]
+    TooManyDevices,
+    /// Removing the last device that counts would turn MFA off.
+    #[error("last device")]
+    LastDevice,
+    /// Neither the password nor a code given where one is needed.
+    #[error("proof required")]
+    ProofRequired,
+    /// No such session of this user.
+    #[error("session not found")]
+    SessionNotFound,
+    /// A new password too easy to guess.
+    #[error("weak password")]
+    WeakPassword(crate::auth::strength::Weakness),
     /// No valid bearer token.
     #[error("unauthorized")]
     Unauthorized,
@@ -137,6 +168,47 @@ impl Error {
                 "Invalid or expired MFA token; log in again",
             ),
             Error::Unauthorized => (S::UNAUTHORIZED, "unauthorized", "Not authenticated"),
+            Error::AuthenticatorIgnoredParameters => (
+                S::UNPROCESSABLE_ENTITY,
+                "authenticator_ignored_parameters",
+                "Your authenticator app ignored the requested algorithm, digits or period and \
+                 made a standard SHA1, 6-digit, 30-second code instead, so its codes would be \
+                 refused; remove this entry from the app and add it with an app that supports \
+                 these parameters",
+            ),
+            Error::InvalidConfirmationCode => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_code",
+                "The code does not match this device; enter the current code from the app",
+            ),
+            Error::DeviceNotFound => (S::NOT_FOUND, "device_not_found", "Device not found"),
+            Error::DeviceAlreadyConfirmed => (
+                S::CONFLICT,
+                "device_confirmed",
+                "Device is already confirmed",
+            ),
+            Error::DeviceLabelTaken => (
+                S::CONFLICT,
+                "device_label_taken",
+                "You already have a device with this label",
+            ),
+            Error::TooManyDevices => (
+                S::CONFLICT,
+                "too_many_devices",
+                "You have 10 devices; remove one first",
+            ),
+            Error::LastDevice => (
+                S::CONFLICT,
+                "last_device",
+                "This is your last device; use /disable-mfa to turn MFA off",
+            ),
+            Error::SessionNotFound => (S::NOT_FOUND, "session_not_found", "Session not found"),
+            Error::ProofRequired => (
+                S::UNAUTHORIZED,
+                "proof_required",
+                "Give the password or a current code (token)",
+            ),
+            Error::WeakPassword(_) => (S::UNPROCESSABLE_ENTITY, "weak_password", ""),
             Error::TooManyAttempts { .. } => (
                 S::TOO_MANY_REQUESTS,
                 "too_many_attempts",
@@ -185,6 +257,7 @@ impl IntoResponse for Error {
         let (status, code, message) = self.parts();
         let detail = match &self {
             Error::InvalidInput { field, problem } => format!("{field}: {problem}"),
+            Error::WeakPassword(weakness) => weakness.message().to_owned(),
             _ => message.to_owned(),
         };
         match &self {

@@ -17,6 +17,9 @@ use crate::service::Client;
 /// Longest string accepted for a code or token field.
 const MAX_TOKEN_FIELD: usize = 64;
 
+/// Longest device label, in characters.
+pub const MAX_LABEL: usize = 64;
+
 /// A request body that is a JSON object.
 pub struct JsonObject(Map<String, Value>);
 
@@ -73,6 +76,46 @@ impl JsonObject {
     /// The `password` field, validated.
     pub fn password(&self) -> Result<Password, Error> {
         Password::parse(self.string("password")?).ok_or(Error::invalid("password", password::RULE))
+    }
+
+    /// A password field other than `password`, validated.
+    pub fn password_named(&self, field: &'static str) -> Result<Password, Error> {
+        Password::parse(self.string(field)?).ok_or(Error::invalid(field, password::RULE))
+    }
+
+    /// Whether the body has `field` with a value other than `null`.
+    fn present(&self, field: &str) -> bool {
+        self.0.get(field).is_some_and(|v| !v.is_null())
+    }
+
+    /// An optional code or token field (absent or `null`: `None`).
+    pub fn optional_token(&self, field: &'static str) -> Result<Option<&str>, Error> {
+        match self.present(field) {
+            true => self.token(field).map(Some),
+            false => Ok(None),
+        }
+    }
+
+    /// The optional `password` field, validated (absent or `null`: `None`).
+    pub fn optional_password(&self) -> Result<Option<Password>, Error> {
+        match self.present("password") {
+            true => self.password().map(Some),
+            false => Ok(None),
+        }
+    }
+
+    /// A device label: 1 to 64 characters once trimmed, none of them a
+    /// control character.
+    pub fn label(&self, field: &'static str) -> Result<String, Error> {
+        let label = self.string(field)?.trim();
+        let count = label.chars().count();
+        if count == 0 || count > MAX_LABEL || label.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                field,
+                "must be 1 to 64 printable characters",
+            ));
+        }
+        Ok(label.to_owned())
     }
 
     /// A code or token field: a non-empty string of bounded length.

@@ -14,7 +14,7 @@ use super::openapi::{Credentials, ErrorBody, UsernameField};
 use crate::auth::lockout::Factor;
 use crate::auth::tokens;
 use crate::db::{challenges, users};
-use crate::service::{AppState, Client, Subject};
+use crate::service::{Accept, AppState, Client, Subject};
 
 /// `POST /login`, `POST /login-2fa`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -52,10 +52,24 @@ pub struct SessionResponse {
     token: String,
     token_type: &'static str,
     expires_in: i64,
-    /// Present when a recovery code was spent.
+    /// Present when a recovery code was spent, or when 2 or fewer are left.
     #[serde(skip_serializing_if = "Option::is_none")]
     recovery_codes_remaining: Option<i64>,
+    /// Present when 2 or fewer recovery codes are left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(
+        example = "Only 2 recovery codes left; generate a new set with POST /me/recovery-codes"
+    )]
+    warning: Option<String>,
+    /// Present when the code came from another time step than now: how far
+    /// the authenticator's clock is off, in seconds (positive: fast).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 30)]
+    clock_drift_seconds: Option<i64>,
 }
+
+/// At or below this many recovery codes left, /login-2fa warns.
+const FEW_RECOVERY_CODES: i64 = 2;
 
 /// A second factor is due.
 #[derive(Serialize, ToSchema)]
@@ -82,22 +96,23 @@ pub enum LoginResponse {
 fn outcome<T>(result: &Result<T, Error>) -> Option<&'static str> {
     match result {
         Ok(_) => Some("success"),
-        Err(Error::InvalidCredentials | Error::InvalidOtp) => Some("failure"),
+        Err(
+            Error::InvalidCredentials | Error::InvalidOtp | Error::AuthenticatorIgnoredParameters,
+        ) => Some("failure"),
         Err(Error::TooManyAttempts { .. }) => Some("locked"),
         Err(_) => None,
     }
 }
 
-fn session_response(
-    issued: crate::service::IssuedToken,
-    remaining: Option<i64>,
-) -> SessionResponse {
+fn session_response(issued: crate::service::IssuedToken) -> SessionResponse {
     SessionResponse {
         message: "Login successful",
         token: issued.token,
         token_type: "bearer",
         expires_in: issued.expires_in,
-        recovery_codes_remaining: remaining,
+        recovery_codes_remaining: None,
+        warning: None,
+        clock_drift_seconds: None,
     }
 }
 
@@ -135,8 +150,8 @@ async fn login(
             expires_in: challenge.expires_in,
         })
     } else {
-        let session = app.issue_session(&mut tx, user.id).await?;
-        LoginResponse::Session(session_response(session, None))
+        let session = app.issue_session(&mut tx, user.id, &client).await?;
+        LoginResponse::Session(session_response(session))
     };
     tx.commit().await?;
     Ok(Json(response))
@@ -144,8 +159,9 @@ async fn login(
 
 #[utoipa::path(post, path = "/login-2fa", tag = "login", request_body = Login2faRequest,
     responses(
-        (status = 200, description = "A session", body = SessionResponse),
+        (status = 200, description = "A session; with `clock_drift_seconds` when the code came from another time step than now, and `recovery_codes_remaining` + `warning` when 2 or fewer recovery codes are left", body = SessionResponse),
         (status = 401, description = "Wrong, replayed or spent code (`invalid_otp`); missing, expired or foreign `mfa_token` (`invalid_mfa_token`)", body = ErrorBody),
+        (status = 422, description = "The first code of the default enrollment was made with SHA1/6 digits/30 s although the enrollment asked for other parameters (`authenticator_ignored_parameters`)", body = ErrorBody),
         (status = 429, description = "Locked out after too many failures (`too_many_attempts`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until the lock ends"))),
     ))]
 async fn login_2fa(
@@ -171,7 +187,7 @@ async fn login_2fa(
             .await?;
         // MFA switched off since /login: the challenge is moot.
         let verified = app
-            .verify_second_factor(user.id, token)
+            .verify_second_factor(user.id, token, Accept::AnyFactor)
             .await?
             .ok_or(Error::InvalidMfaToken)?;
         let subject = Subject {
@@ -184,7 +200,7 @@ async fn login_2fa(
     .await;
     if let Some(outcome) = outcome(&settled) {
         let factor = match &settled {
-            Ok(s) if s.recovery_codes_remaining.is_some() => "recovery_code",
+            Ok(s) if s.recovery_code_used => "recovery_code",
             Ok(_) => "totp",
             Err(_) => "second_factor",
         };
@@ -196,11 +212,24 @@ async fn login_2fa(
         // Spent by a concurrent success or expired meanwhile; roll back.
         return Err(Error::InvalidMfaToken);
     }
-    let session = app.issue_session(&mut settled.tx, user.id).await?;
-    let remaining = settled.recovery_codes_remaining;
+    let session = app.issue_session(&mut settled.tx, user.id, &client).await?;
     settled.tx.commit().await?;
-    if remaining.is_some() {
+    if settled.recovery_code_used {
         app.metrics.recovery_code_used();
     }
-    Ok(Json(session_response(session, remaining)))
+    if settled.clock_drift_seconds.is_some() {
+        app.metrics.account_action("drift_observed");
+    }
+    let remaining = settled.recovery_codes_remaining;
+    let few = remaining <= FEW_RECOVERY_CODES;
+    Ok(Json(SessionResponse {
+        recovery_codes_remaining: (settled.recovery_code_used || few).then_some(remaining),
+        warning: few.then(|| {
+            format!(
+                "Only {remaining} recovery code(s) left; generate a new set with POST /me/recovery-codes"
+            )
+        }),
+        clock_drift_seconds: settled.clock_drift_seconds,
+        ..session_response(session)
+    }))
 }

@@ -12,7 +12,7 @@ use super::extract::JsonObject;
 use super::openapi::{Credentials, ErrorBody, PasswordField, UsernameField};
 use crate::auth::lockout::Factor;
 use crate::db::{credentials, recovery_codes};
-use crate::service::{AppState, Client, Subject};
+use crate::service::{Accept, AppState, Client, Subject};
 
 /// `POST /enable-mfa`, `POST /disable-mfa`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -91,7 +91,7 @@ async fn enable_mfa(
 
 #[utoipa::path(post, path = "/disable-mfa", tag = "accounts", request_body = DisableMfaRequest,
     responses(
-        (status = 200, description = "MFA off; secret and recovery codes erased", body = MessageResponse),
+        (status = 200, description = "MFA off; every device (pending ones too) and the recovery codes erased", body = MessageResponse),
         (status = 401, description = "Unknown user or wrong password (`invalid_credentials`); wrong, replayed or spent code (`invalid_otp`)", body = ErrorBody),
         (status = 409, description = "MFA already disabled (`mfa_disabled`)", body = ErrorBody),
         (status = 429, description = "Locked out after too many failures (`too_many_attempts`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until the lock ends"))),
@@ -111,7 +111,7 @@ async fn disable_mfa(
     app.ensure_not_locked(username.key(), Factor::SecondFactor)
         .await?;
     let verified = app
-        .verify_second_factor(user.id, token)
+        .verify_second_factor(user.id, token, Accept::AnyFactor)
         .await?
         .ok_or(Error::MfaAlreadyDisabled)?;
     let subject = Subject {
@@ -128,7 +128,7 @@ async fn disable_mfa(
     app.audit(&mut *settled.tx, &client, subject, "mfa.disabled", None)
         .await?;
     settled.tx.commit().await?;
-    if settled.recovery_codes_remaining.is_some() {
+    if settled.recovery_code_used {
         app.metrics.recovery_code_used();
     }
     Ok(Json(MessageResponse {

@@ -2,6 +2,8 @@
 //! here with the JSON 404/405 fallbacks, the body limit, panic catching and
 //! one log line per request.
 
+mod account;
+mod devices;
 mod error;
 mod extract;
 mod health;
@@ -41,6 +43,8 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(qrcode::router())
         .merge(mfa::router())
         .merge(session::router())
+        .merge(devices::router())
+        .merge(account::router())
         .merge(health::router())
 }
 
@@ -158,23 +162,32 @@ mod tests {
             .flat_map(|(path, item)| {
                 let get = item.get.as_ref().map(|_| format!("GET {path}"));
                 let post = item.post.as_ref().map(|_| format!("POST {path}"));
-                get.into_iter().chain(post)
+                let delete = item.delete.as_ref().map(|_| format!("DELETE {path}"));
+                get.into_iter().chain(post).chain(delete)
             })
             .collect();
         ops.sort();
         assert_eq!(
             ops,
             [
+                "DELETE /me/devices/{id}",
+                "DELETE /me/sessions/{id}",
                 "GET /healthz",
                 "GET /me",
+                "GET /me/devices",
                 "GET /me/events",
+                "GET /me/sessions",
                 "GET /metrics",
                 "GET /readyz",
+                "POST /change-password",
                 "POST /disable-mfa",
                 "POST /enable-mfa",
                 "POST /login",
                 "POST /login-2fa",
                 "POST /logout",
+                "POST /me/devices",
+                "POST /me/devices/{id}/confirm",
+                "POST /me/recovery-codes",
                 "POST /qrcode/{username}",
                 "POST /signup",
             ]

@@ -68,7 +68,9 @@ pub struct Credentials {
     tags(
         (name = "accounts", description = "Signup and MFA enrollment"),
         (name = "login", description = "Password and second-factor login"),
-        (name = "session", description = "Using a session token"),
+        (name = "session", description = "Using a session token; the user's sessions"),
+        (name = "devices", description = "The signed-in user's TOTP devices"),
+        (name = "account", description = "The signed-in user's recovery codes and password"),
         (name = "health", description = "Probes"),
     )
 )]
@@ -84,10 +86,14 @@ pub fn finish(doc: &mut Document) {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
         for item in doc.paths.paths.values_mut() {
-            if let Some(op) = item.post.as_mut().filter(|op| op.request_body.is_some()) {
+            for op in [item.post.as_mut(), item.delete.as_mut()]
+                .into_iter()
+                .flatten()
+                .filter(|op| op.request_body.is_some())
+            {
                 add_body_errors(op);
             }
-            for op in [item.get.as_mut(), item.post.as_mut()]
+            for op in [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()]
                 .into_iter()
                 .flatten()
             {

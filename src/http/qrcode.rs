@@ -96,12 +96,15 @@ async fn qrcode(
         .and_then(|Path(name)| Username::parse(&name))
         .ok_or(Error::InvalidCredentials)?;
     let user = app.check_password(&username, &password, &client).await?;
-    let credential = credentials::find_for_user(app.db.reader(), user.id)
-        .await?
-        .ok_or(Error::MfaNotEnabled)?;
-    if credential.confirmed_at.is_some() {
-        return Err(Error::MfaConfirmed);
-    }
+    // Only the default enrollment (of /signup or /enable-mfa) has a QR code
+    // here, and only until its first code; devices added by POST /me/devices
+    // show theirs in that answer.
+    let credential = match credentials::find_default(app.db.reader(), user.id).await? {
+        Some(c) if c.confirmed_at.is_none() => c,
+        Some(_) => return Err(Error::MfaConfirmed),
+        None if user.mfa_enabled => return Err(Error::MfaConfirmed),
+        None => return Err(Error::MfaNotEnabled),
+    };
     let secret = app
         .sealer
         .open(

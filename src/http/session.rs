@@ -1,7 +1,9 @@
-//! `GET /me` and `POST /logout`, authenticated by a bearer session token.
+//! `GET /me`, `POST /logout`, `GET /me/events` and the user's sessions
+//! (`GET /me/sessions`, `DELETE /me/sessions/{id}`), authenticated by a
+//! bearer session token.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -12,15 +14,19 @@ use super::Error;
 use super::extract::Bearer;
 use super::openapi::ErrorBody;
 use crate::db::audit::{self, Event};
-use crate::db::sessions;
+use crate::db::recovery_codes;
+use crate::db::sessions::{self, SessionInfo};
 use crate::service::{AppState, Client, Subject};
 
-/// `GET /me`, `POST /logout`.
+/// `GET /me`, `POST /logout`, `GET /me/events`, `GET /me/sessions`,
+/// `DELETE /me/sessions/{id}`.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(me))
         .routes(routes!(logout))
         .routes(routes!(events))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
 }
 
 /// Body of a 200 from /me.
@@ -29,6 +35,10 @@ pub struct MeResponse {
     #[schema(example = "alice")]
     username: String,
     mfa_enabled: bool,
+    /// Unused recovery codes; present when MFA is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 10)]
+    recovery_codes_remaining: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/me", tag = "session", security(("bearer" = [])),
@@ -40,9 +50,17 @@ async fn me(State(app): State<AppState>, Bearer(hash): Bearer) -> Result<Json<Me
     let user = sessions::find(app.db.reader(), &hash, app.clock.now())
         .await?
         .ok_or(Error::Unauthorized)?;
+    let recovery_codes_remaining = match user.mfa_enabled {
+        true => {
+            let mut conn = app.db.reader().acquire().await?;
+            Some(recovery_codes::count_unused(&mut conn, user.user_id).await?)
+        }
+        false => None,
+    };
     Ok(Json(MeResponse {
         username: user.username,
         mfa_enabled: user.mfa_enabled,
+        recovery_codes_remaining,
     }))
 }
 
@@ -99,4 +117,58 @@ async fn events(
         .ok_or(Error::Unauthorized)?;
     let events = audit::for_user(app.db.reader(), user.user_id, OWN_EVENTS).await?;
     Ok(Json(EventsResponse { events }))
+}
+
+/// Body of a 200 from /me/sessions.
+#[derive(Serialize, ToSchema)]
+pub struct SessionsResponse {
+    /// The user's unexpired sessions, newest first.
+    sessions: Vec<SessionInfo>,
+}
+
+#[utoipa::path(get, path = "/me/sessions", tag = "session", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The session user's live sessions, newest first; `current` marks this one", body = SessionsResponse),
+        (status = 401, description = "No valid session token (`unauthorized`)", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+    ))]
+async fn list_sessions(
+    State(app): State<AppState>,
+    Bearer(hash): Bearer,
+) -> Result<Json<SessionsResponse>, Error> {
+    let me = app.signed_in(&hash).await?;
+    let sessions = sessions::list_for_user(
+        app.db.reader(),
+        me.session.user_id,
+        &me.session.session_id,
+        app.clock.now(),
+    )
+    .await?;
+    Ok(Json(SessionsResponse { sessions }))
+}
+
+/// Longest session id accepted in a path (they are 32 hex characters).
+const MAX_SESSION_ID: usize = 64;
+
+#[utoipa::path(delete, path = "/me/sessions/{id}", tag = "session", security(("bearer" = [])),
+    params(("id" = String, Path, description = "A session id from GET /me/sessions", max_length = 64)),
+    responses(
+        (status = 204, description = "The session is ended everywhere (it may be this one)"),
+        (status = 401, description = "No valid session token (`unauthorized`)", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "No such session of this user (`session_not_found`)", body = ErrorBody),
+    ))]
+async fn revoke_session(
+    State(app): State<AppState>,
+    client: Client,
+    Bearer(hash): Bearer,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<StatusCode, Error> {
+    let me = app.signed_in(&hash).await?;
+    let Ok(Path(id)) = id else {
+        return Err(Error::SessionNotFound);
+    };
+    if id.is_empty() || id.len() > MAX_SESSION_ID {
+        return Err(Error::SessionNotFound);
+    }
+    app.revoke_session(&me, &id, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

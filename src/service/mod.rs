@@ -1,8 +1,11 @@
 //! The flows' shared steps, between HTTP handlers and the database: checking
 //! a password under lockout, checking a second factor and settling it in one
-//! transaction, enrolling TOTP, issuing sessions and challenges.
+//! transaction, enrolling TOTP, managing devices, recovery codes, passwords
+//! and sessions, issuing sessions and challenges.
 
+mod account;
 mod audit;
+mod devices;
 mod enrollment;
 mod password_check;
 mod second_factor;
@@ -18,9 +21,11 @@ use crate::clock::Clock;
 use crate::db::Db;
 use crate::metrics::Metrics;
 
+pub use account::SignedIn;
 pub use audit::{Client, Subject};
+pub use devices::{AddedDevice, DeviceRemoval, MAX_DEVICES, PENDING_TTL};
 pub use enrollment::Enrollment;
-pub use second_factor::{Checked, Settled, Verified};
+pub use second_factor::{Accept, Checked, Settled, Verified};
 pub use sessions::IssuedToken;
 
 /// Everything a request handler needs, shared by all requests.
@@ -39,6 +44,8 @@ pub struct Services {
     pub totp: TotpParams,
     /// Accepted steps either side of now.
     pub skew: u64,
+    /// Largest remembered clock drift of a device, in steps.
+    pub max_drift: i64,
     /// Lockout schedule.
     pub lockout: Policy,
     /// Session lifetime in seconds.

@@ -1,28 +1,38 @@
-//! Second-factor checks: a TOTP code (above the replay floor) or an unused
-//! recovery code, settled in one transaction that also applies the lockout
-//! and records the audit events, so the replay mark, the lockout count, the
-//! events and the caller's own writes (a new session, an erased credential)
-//! commit together or not at all.
+//! Second-factor checks: a TOTP code from any of the account's devices that
+//! count (above that device's replay floor, in a window widened towards its
+//! known clock drift) or an unused recovery code, settled in one transaction
+//! that also applies the lockout and records the audit events, so the replay
+//! mark, the drift, the lockout count, the events and the caller's own writes
+//! (a new session, an erased credential) commit together or not at all.
+
+use zeroize::Zeroizing;
 
 use crate::db::WriteTx;
 
 use super::{Client, Services, Subject};
 use crate::auth::lockout::{Factor, retry_after};
-use crate::auth::{recovery, totp};
-use crate::db::{credentials, recovery_codes, throttle};
-use crate::domain::otp::SecondFactor;
+use crate::auth::recovery;
+use crate::auth::totp::{self, TotpParams};
+use crate::db::credentials::{self, Credential};
+use crate::db::{recovery_codes, throttle};
+use crate::domain::otp::{OtpCode, RecoveryCode};
 use crate::http::Error;
 
 /// What a submitted token proved, before it is settled.
 #[derive(Debug, Clone, Copy)]
 pub enum Verified {
-    /// A TOTP code of `step`, above the credential's replay floor.
+    /// A TOTP code of `step`, above the device's replay floor.
     Totp {
-        /// The credential it belongs to.
+        /// The device it belongs to.
         credential_id: i64,
         /// Its time step.
         step: u64,
-        /// Whether it is the enrollment's first accepted code.
+        /// The device's drift to remember (the matched offset, bounded).
+        drift_steps: i64,
+        /// How far the code's step was from now, in seconds (positive: the
+        /// phone's clock is fast).
+        offset_seconds: i64,
+        /// Whether it is the default enrollment's first accepted code.
         confirms: bool,
     },
     /// An unused recovery code.
@@ -39,6 +49,19 @@ pub struct Checked {
     pub verified: Option<Verified>,
     /// The token was an already-used TOTP code.
     pub replay: bool,
+    /// The token was no code of an unconfirmed default device with
+    /// non-default parameters, but is its SHA1/6-digit/30 s code: the
+    /// authenticator app ignored the parameters.
+    pub ignored_parameters: bool,
+}
+
+/// Which kind of second factor a check accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// A TOTP code or a recovery code.
+    AnyFactor,
+    /// Only a TOTP code (proof of holding a device).
+    TotpOnly,
 }
 
 /// A successful attempt, still inside its transaction: the caller adds its
@@ -46,62 +69,123 @@ pub struct Checked {
 pub struct Settled {
     /// The open transaction holding the replay mark and the reset counter.
     pub tx: WriteTx,
-    /// Recovery codes left, when one was spent.
-    pub recovery_codes_remaining: Option<i64>,
+    /// A recovery code was spent (rather than a TOTP code accepted).
+    pub recovery_code_used: bool,
+    /// Recovery codes left after this attempt.
+    pub recovery_codes_remaining: i64,
+    /// Seconds between the accepted code's time step and now, when not 0.
+    pub clock_drift_seconds: Option<i64>,
+}
+
+/// Whether `code` is the SHA1/6/30 code of `secret` now, for a device whose
+/// own parameters differ (some apps ignore `algorithm`, `digits`, `period`).
+pub fn ignores_parameters(
+    params: &TotpParams,
+    secret: &[u8],
+    token: &str,
+    now: u64,
+    skew: u64,
+) -> bool {
+    let standard = TotpParams::default();
+    *params != standard
+        && OtpCode::parse(token, standard.digits)
+            .is_some_and(|code| totp::verify(&standard, secret, &code, now, skew, None).is_some())
 }
 
 impl Services {
-    /// Checks `token` against the credential and recovery codes of
-    /// `user_id`; `None` when MFA is not enabled.
+    /// Opens the sealed secret of `device`.
+    pub(super) fn open_secret(&self, device: &Credential) -> Result<Zeroizing<Vec<u8>>, Error> {
+        self.sealer
+            .open(
+                device.user_id,
+                &device.sealed.nonce,
+                &device.sealed.ciphertext,
+            )
+            .map_err(|e| Error::Internal(anyhow::Error::new(e)))
+    }
+
+    /// The current time as TOTP wants it.
+    pub(super) fn totp_now(&self) -> u64 {
+        u64::try_from(self.clock.now()).unwrap_or(0)
+    }
+
+    /// Checks `token` against every device of `user_id` that counts and,
+    /// when `accept` allows, its recovery codes; `None` when MFA is not
+    /// enabled. Every device is checked (no early exit), so the time taken
+    /// does not tell which one matched.
     pub async fn verify_second_factor(
         &self,
         user_id: i64,
         token: &str,
+        accept: Accept,
     ) -> Result<Option<Checked>, Error> {
-        let Some(credential) = credentials::find_for_user(self.db.reader(), user_id).await? else {
+        let devices = credentials::counting_for_user(self.db.reader(), user_id).await?;
+        if devices.is_empty() {
             return Ok(None);
+        }
+        let mut checked = Checked {
+            verified: None,
+            replay: false,
+            ignored_parameters: false,
         };
-        let mut replay = false;
-        let verified = match SecondFactor::parse(token, credential.params.digits) {
-            Some(SecondFactor::Totp(code)) => {
-                let secret = self
-                    .sealer
-                    .open(
-                        user_id,
-                        &credential.sealed.nonce,
-                        &credential.sealed.ciphertext,
-                    )
-                    .map_err(|e| Error::Internal(anyhow::Error::new(e)))?;
-                let now = u64::try_from(self.clock.now()).unwrap_or(0);
-                let floor = credential.last_step.and_then(|s| u64::try_from(s).ok());
-                let params = &credential.params;
-                let step = totp::verify(params, &secret, &code, now, self.skew, floor);
-                // Only on failure: was it a used code rather than a wrong one?
-                replay = step.is_none()
-                    && floor.is_some()
-                    && totp::verify(params, &secret, &code, now, self.skew, None).is_some();
-                step.map(|step| Verified::Totp {
-                    credential_id: credential.id,
-                    step,
-                    confirms: credential.confirmed_at.is_none(),
-                })
-            }
-            Some(SecondFactor::Recovery(code)) => {
+        if let Some(code) = RecoveryCode::parse(token) {
+            if accept == Accept::AnyFactor {
                 let unused = recovery_codes::unused(self.db.reader(), user_id).await?;
-                unused
+                checked.verified = unused
                     .iter()
                     .find(|(_, stored)| recovery::matches(&code, stored))
-                    .map(|(id, _)| Verified::Recovery { code_id: *id })
+                    .map(|(id, _)| Verified::Recovery { code_id: *id });
             }
-            None => None,
-        };
-        Ok(Some(Checked { verified, replay }))
+            return Ok(Some(checked));
+        }
+        let now = self.totp_now();
+        for device in &devices {
+            let secret = self.open_secret(device)?;
+            let params = &device.params;
+            let Some(code) = OtpCode::parse(token, params.digits) else {
+                if device.confirmed_at.is_none() {
+                    checked.ignored_parameters |=
+                        ignores_parameters(params, &secret, token, now, self.skew);
+                }
+                continue;
+            };
+            let drift = device.drift_steps.clamp(-self.max_drift, self.max_drift);
+            let floor = device.last_step.and_then(|s| u64::try_from(s).ok());
+            let fresh =
+                totp::verify_with_drift(params, &secret, &code, now, drift, self.skew, floor);
+            let any = totp::verify_with_drift(params, &secret, &code, now, drift, self.skew, None);
+            match fresh {
+                Some(step) if checked.verified.is_none() => {
+                    let current = totp::time_step(params, now) as i64;
+                    let offset = step as i64 - current;
+                    checked.verified = Some(Verified::Totp {
+                        credential_id: device.id,
+                        step,
+                        drift_steps: offset.clamp(-self.max_drift, self.max_drift),
+                        offset_seconds: offset * params.period as i64,
+                        confirms: device.confirmed_at.is_none(),
+                    });
+                }
+                Some(_) => {}
+                None => checked.replay |= any.is_some(),
+            }
+            if fresh.is_none() && device.confirmed_at.is_none() {
+                checked.ignored_parameters |=
+                    ignores_parameters(params, &secret, token, now, self.skew);
+            }
+        }
+        if checked.verified.is_some() {
+            checked.replay = false;
+            checked.ignored_parameters = false;
+        }
+        Ok(Some(checked))
     }
 
     /// Settles one second-factor attempt. On failure (nothing verified, or
     /// the code was used by a concurrent request) the failure is counted,
-    /// recorded and committed and `invalid` is returned; while locked out,
-    /// 429 and nothing is counted.
+    /// recorded and committed and `invalid` is returned (or 422
+    /// `authenticator_ignored_parameters` when that is why); while locked
+    /// out, 429 and nothing is counted.
     pub async fn settle_second_factor(
         &self,
         subject: Subject<'_>,
@@ -122,10 +206,12 @@ impl Services {
             Some(Verified::Totp {
                 credential_id,
                 step,
+                drift_steps,
                 ..
             }) => {
                 let step = i64::try_from(step).map_err(|e| Error::Internal(e.into()))?;
-                credentials::advance_step(&mut tx, credential_id, step, true, now).await?
+                credentials::advance_step(&mut tx, credential_id, step, drift_steps, true, now)
+                    .await?
             }
             Some(Verified::Recovery { code_id }) => {
                 recovery_codes::spend(&mut tx, code_id, now).await?
@@ -137,6 +223,10 @@ impl Services {
                 .await?;
             if checked.replay {
                 self.audit(&mut *tx, client, subject, "replay.refused", None)
+                    .await?;
+            }
+            if checked.ignored_parameters {
+                self.audit(&mut *tx, client, subject, "device.parameters_ignored", None)
                     .await?;
             }
             let lock = self.lockout.locked_until(state.failures, now);
@@ -153,12 +243,20 @@ impl Services {
             if lock.is_some() {
                 self.metrics.lockout(Factor::SecondFactor);
             }
+            if checked.ignored_parameters {
+                self.metrics.account_action("parameters_ignored");
+                return Err(Error::AuthenticatorIgnoredParameters);
+            }
             return Err(invalid);
         }
         throttle::reset(&mut *tx, key, Factor::SecondFactor).await?;
-        let (factor, confirms) = match checked.verified {
-            Some(Verified::Totp { confirms, .. }) => ("totp", confirms),
-            _ => ("recovery_code", false),
+        let (factor, confirms, offset) = match checked.verified {
+            Some(Verified::Totp {
+                confirms,
+                offset_seconds,
+                ..
+            }) => ("totp", confirms, offset_seconds),
+            _ => ("recovery_code", false, 0),
         };
         let detail = Some(format!("factor={factor}"));
         self.audit(&mut *tx, client, subject, "second_factor.success", detail)
@@ -167,19 +265,21 @@ impl Services {
             self.audit(&mut *tx, client, subject, "mfa.confirmed", None)
                 .await?;
         }
-        let mut recovery_codes_remaining = None;
-        if let (Some(Verified::Recovery { .. }), Some(user_id)) =
-            (checked.verified, subject.user_id)
-        {
-            let left = recovery_codes::count_unused(&mut tx, user_id).await?;
-            let detail = Some(format!("remaining={left}"));
+        let recovery_code_used = matches!(checked.verified, Some(Verified::Recovery { .. }));
+        let recovery_codes_remaining = match subject.user_id {
+            Some(user_id) => recovery_codes::count_unused(&mut tx, user_id).await?,
+            None => 0,
+        };
+        if recovery_code_used {
+            let detail = Some(format!("remaining={recovery_codes_remaining}"));
             self.audit(&mut *tx, client, subject, "recovery_code.used", detail)
                 .await?;
-            recovery_codes_remaining = Some(left);
         }
         Ok(Settled {
             tx,
+            recovery_code_used,
             recovery_codes_remaining,
+            clock_drift_seconds: (offset != 0).then_some(offset),
         })
     }
 }

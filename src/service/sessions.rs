@@ -2,9 +2,11 @@
 
 use sqlx::AnyConnection;
 
-use super::Services;
+use super::{Client, Services};
+use crate::auth::crypto::fill_random;
 use crate::auth::tokens;
-use crate::db::{challenges, sessions};
+use crate::db::challenges;
+use crate::db::sessions::{self, NewSession};
 use crate::http::Error;
 
 /// A token just issued, to send once.
@@ -16,15 +18,30 @@ pub struct IssuedToken {
 }
 
 impl Services {
-    /// Stores a new session for `user_id` inside `conn`'s transaction.
+    /// Stores a new session for `user_id`, opened by `client`, inside
+    /// `conn`'s transaction. Its public id is 128 random bits, unrelated to
+    /// the token.
     pub async fn issue_session(
         &self,
         conn: &mut AnyConnection,
         user_id: i64,
+        client: &Client,
     ) -> Result<IssuedToken, Error> {
         let now = self.clock.now();
         let issued = tokens::issue();
-        sessions::insert(conn, &issued.hash, user_id, now, now + self.session_ttl).await?;
+        let mut id = [0u8; 16];
+        fill_random(&mut id);
+        let public_id = hex::encode(id);
+        let session = NewSession {
+            token_hash: &issued.hash,
+            public_id: &public_id,
+            user_id,
+            now,
+            expires_at: now + self.session_ttl,
+            client_addr: client.addr.as_deref(),
+            user_agent: client.user_agent.as_deref(),
+        };
+        sessions::insert(conn, &session).await?;
         Ok(IssuedToken {
             token: issued.token,
             expires_in: self.session_ttl,

@@ -55,6 +55,15 @@ pub struct Enrollment {
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// A device added by POST /me/devices.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub id: i64,
+    pub secret: Vec<u8>,
+    /// The whole 201 body.
+    pub body: Value,
+}
+
 pub async fn spawn_app() -> Option<TestApp> {
     spawn_app_with(&[]).await
 }
@@ -273,6 +282,149 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    // ----- signed-in requests --------------------------------------------
+
+    pub async fn get_with(&self, path: &str, bearer: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_with(&self, path: &str, bearer: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(bearer)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn delete_with(&self, path: &str, bearer: &str, body: &Value) -> Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(bearer)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn devices(&self, bearer: &str) -> Response {
+        self.get_with("/me/devices", bearer).await
+    }
+
+    pub async fn add_device(&self, bearer: &str, label: &str, password: &str) -> Response {
+        self.post_with(
+            "/me/devices",
+            bearer,
+            &json!({"label": label, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn confirm_device(&self, bearer: &str, id: i64, token: &str) -> Response {
+        self.post_with(
+            &format!("/me/devices/{id}/confirm"),
+            bearer,
+            &json!({ "token": token }),
+        )
+        .await
+    }
+
+    /// `body` is `{"password": …}` or `{"token": …}`.
+    pub async fn remove_device(&self, bearer: &str, id: i64, body: &Value) -> Response {
+        self.delete_with(&format!("/me/devices/{id}"), bearer, body)
+            .await
+    }
+
+    pub async fn regenerate_recovery_codes(
+        &self,
+        bearer: &str,
+        password: &str,
+        token: &str,
+    ) -> Response {
+        self.post_with(
+            "/me/recovery-codes",
+            bearer,
+            &json!({"password": password, "token": token}),
+        )
+        .await
+    }
+
+    pub async fn change_password(
+        &self,
+        bearer: &str,
+        current: &str,
+        new: &str,
+        token: Option<&str>,
+    ) -> Response {
+        let mut body = json!({"current_password": current, "new_password": new});
+        if let Some(token) = token {
+            body["token"] = json!(token);
+        }
+        self.post_with("/change-password", bearer, &body).await
+    }
+
+    pub async fn sessions(&self, bearer: &str) -> Response {
+        self.get_with("/me/sessions", bearer).await
+    }
+
+    pub async fn revoke_session(&self, bearer: &str, id: &str) -> Response {
+        self.client
+            .delete(self.url(&format!("/me/sessions/{id}")))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// The `/me/events` event names, newest first.
+    pub async fn event_names(&self, bearer: &str) -> Vec<String> {
+        let body = assert_ok_json(self.get_with("/me/events", bearer).await).await;
+        body["events"]
+            .as_array()
+            .expect("events array")
+            .iter()
+            .map(|e| e["event"].as_str().expect("event name").to_owned())
+            .collect()
+    }
+
+    /// Adds a device, asserts 201, and returns it (pending).
+    pub async fn add_pending_device(&self, bearer: &str, label: &str) -> NewDevice {
+        let resp = self.add_device(bearer, label, PASSWORD).await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "adding {label}");
+        let body: Value = resp.json().await.expect("json body");
+        let secret = body["secret"].as_str().expect("secret").to_owned();
+        NewDevice {
+            id: body["id"].as_i64().expect("id"),
+            secret: totp::decode_secret(&secret).expect("base32 secret"),
+            body,
+        }
+    }
+
+    /// Adds a device and confirms it with its current code (which uses up
+    /// that device's current step).
+    pub async fn add_confirmed_device(&self, bearer: &str, label: &str) -> NewDevice {
+        let device = self.add_pending_device(bearer, label).await;
+        let resp = self
+            .confirm_device(bearer, device.id, &self.code_now(&device.secret))
+            .await;
+        assert_ok_json(resp).await;
+        device
+    }
+
+    /// The value of one sample line of /metrics, 0 when absent.
+    pub async fn metric(&self, sample: &str) -> u64 {
+        let text = self.get("/metrics").await.text().await.expect("metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     // ----- composite helpers ----------------------------------------------

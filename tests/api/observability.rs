@@ -22,6 +22,14 @@ async fn the_openapi_document_describes_every_operation_and_its_field_rules() {
         ("/enable-mfa", "post"),
         ("/logout", "post"),
         ("/me", "get"),
+        ("/me/devices", "get"),
+        ("/me/devices", "post"),
+        ("/me/devices/{id}/confirm", "post"),
+        ("/me/devices/{id}", "delete"),
+        ("/me/recovery-codes", "post"),
+        ("/change-password", "post"),
+        ("/me/sessions", "get"),
+        ("/me/sessions/{id}", "delete"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
@@ -44,11 +52,12 @@ async fn every_documented_operation_is_routed() {
     let Some(app) = spawn_app().await else { return };
     let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {
-        let path = path.replace("{username}", "alice");
+        let path = path.replace("{username}", "alice").replace("{id}", "1");
         for method in item.as_object().unwrap().keys() {
             let resp = match method.as_str() {
                 "get" => app.client.get(app.url(&path)).send().await.unwrap(),
                 "post" => app.client.post(app.url(&path)).send().await.unwrap(),
+                "delete" => app.client.delete(app.url(&path)).send().await.unwrap(),
                 other => panic!("unexpected method {other}"),
             };
             assert!(

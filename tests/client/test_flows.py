@@ -261,7 +261,7 @@ def test_every_flow_from_signup_to_logout(tmp_path):
     session_1 = body["token"]
     me = get("/me", headers=bearer(session_1))
     assert me.status_code == 200, me.text
-    assert me.json() == {"username": user, "mfa_enabled": True}
+    assert me.json() == {"username": user, "mfa_enabled": True, "recovery_codes_remaining": 10}
 
     # The mfa_token is spent by the success.
     assert_error(login_2fa(user, otp.now(), mfa_token), 401, "invalid_mfa_token")

@@ -1,0 +1,125 @@
+//! Upgrading a database made before several devices per account existed
+//! (migrations 0001–0002): the account's authenticator becomes its default
+//! device and keeps working, and its sessions get public ids.
+
+use std::path::Path;
+
+use serde_json::Value;
+use sqlx::AnyPool;
+use twofactor::auth::crypto::Sealer;
+use twofactor::auth::password::Hasher;
+use twofactor::auth::tokens;
+use twofactor::domain::Password;
+
+use super::backend::{self, Backend};
+use super::helpers::{PASSWORD, assert_ok_json, spawn_app_on};
+use super::pg;
+
+/// A database at migration 0002 holding alice (password, confirmed
+/// authenticator with `secret`, one session), and the session's token.
+async fn old_database(url: &str, dir: &Path, secret: &[u8]) -> String {
+    sqlx::any::install_default_drivers();
+    let connect = match backend::current() {
+        Backend::Sqlite => format!("{url}?mode=rwc"),
+        Backend::Postgres => url.to_owned(),
+    };
+    let pool = AnyPool::connect(&connect).await.expect("connect");
+    let backend = match backend::current() {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    let mut migrator = sqlx::migrate::Migrator::new(source)
+        .await
+        .expect("migrations");
+    let old: Vec<_> = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 2)
+        .cloned()
+        .collect();
+    migrator.migrations = old.into();
+    migrator.run(&pool).await.expect("migrations 0001-0002");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let hasher = Hasher::new(64, 1, 1, 1, 4).expect("hasher");
+    let hash = hasher
+        .hash(&Password::parse(PASSWORD).unwrap())
+        .await
+        .expect("hash");
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO users (username, username_key, password_hash, created_at) \
+         VALUES ('alice', 'alice', $1, $2) RETURNING id",
+    )
+    .bind(hash)
+    .bind(now)
+    .fetch_one(&pool)
+    .await
+    .expect("user");
+    let sealer = Sealer::load(None, &dir.join("encryption.key")).expect("key");
+    let sealed = sealer.seal(id, secret);
+    sqlx::query(
+        "INSERT INTO totp_credentials (user_id, secret_nonce, secret_sealed, algorithm, digits, \
+         period, confirmed_at, created_at) VALUES ($1, $2, $3, 'SHA1', 6, 30, $4, $4)",
+    )
+    .bind(id)
+    .bind(sealed.nonce)
+    .bind(sealed.ciphertext)
+    .bind(now)
+    .execute(&pool)
+    .await
+    .expect("credential");
+    let session = tokens::issue();
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(session.hash)
+    .bind(id)
+    .bind(now)
+    .bind(now + 3600)
+    .execute(&pool)
+    .await
+    .expect("session");
+    pool.close().await;
+    session.token
+}
+
+#[tokio::test]
+async fn an_account_from_before_devices_keeps_its_authenticator_and_sessions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = match backend::current() {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("db.sqlite").display()),
+        Backend::Postgres => match pg::shared() {
+            Some(cluster) => cluster.create_database().await,
+            None => return,
+        },
+    };
+    let secret = b"twofactor-upgrade-01";
+    let token = old_database(&url, dir.path(), secret).await;
+    let app = spawn_app_on(dir, url, &[]).await;
+
+    let me = assert_ok_json(app.me(&token).await).await;
+    assert_eq!(me["mfa_enabled"], true);
+    let sessions = assert_ok_json(app.sessions(&token).await).await;
+    let id = sessions["sessions"][0]["id"].as_str().unwrap();
+    assert_eq!(id.len(), 32, "{sessions}");
+    assert_eq!(sessions["sessions"][0]["current"], true);
+    let devices = assert_ok_json(app.devices(&token).await).await;
+    let list = devices["devices"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{devices}");
+    assert_eq!(list[0]["label"], "default");
+    assert_eq!(list[0]["default"], true);
+    assert_eq!(list[0]["status"], "active");
+
+    // The old secret still logs in, and a second device can now be added.
+    app.align_to_step_start();
+    let bearer = app.full_login("alice", PASSWORD, secret).await;
+    let device = app.add_confirmed_device(&bearer, "tablet").await;
+    let body: Value = assert_ok_json(app.devices(&bearer).await).await;
+    assert_eq!(body["devices"][1]["id"], device.id);
+}

@@ -34,6 +34,26 @@ pub async fn find<'e>(
     row.map(|r| r.try_get(0)).transpose()
 }
 
+/// The user an unexpired challenge belongs to, if that user is the one
+/// named `username_key` (one read for /login-2fa's two checks).
+pub async fn find_for<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    token_hash: &[u8],
+    username_key: &str,
+    now: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT c.user_id FROM mfa_challenges c JOIN users u ON u.id = c.user_id \
+         WHERE c.token_hash = $1 AND c.expires_at > $2 AND u.username_key = $3",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .bind(username_key)
+    .fetch_optional(ex)
+    .await?;
+    row.map(|r| r.try_get(0)).transpose()
+}
+
 /// Spends a challenge; false if it is gone, expired or someone else's.
 pub async fn spend(
     conn: &mut AnyConnection,

@@ -57,10 +57,13 @@ pub async fn spend(conn: &mut AnyConnection, id: i64, now: i64) -> Result<bool, 
 }
 
 /// How many codes `user_id` has left.
-pub async fn count_unused(conn: &mut AnyConnection, user_id: i64) -> Result<i64, sqlx::Error> {
+pub async fn count_unused<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    user_id: i64,
+) -> Result<i64, sqlx::Error> {
     sqlx::query("SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL")
         .bind(user_id)
-        .fetch_one(conn)
+        .fetch_one(ex)
         .await?
         .try_get(0)
 }

@@ -14,6 +14,8 @@ pub struct SessionUser {
     pub mfa_enabled: bool,
     /// This session's public id.
     pub session_id: String,
+    /// The owner's unused recovery codes.
+    pub recovery_unused: i64,
 }
 
 /// A new session.
@@ -80,7 +82,9 @@ pub async fn find<'e>(
         "SELECT u.id, u.username, \
                 (SELECT COUNT(*) FROM totp_credentials c \
                  WHERE c.user_id = u.id AND (c.confirmed_at IS NOT NULL OR c.is_default = 1)), \
-                s.public_id \
+                s.public_id, \
+                (SELECT COUNT(*) FROM recovery_codes r \
+                 WHERE r.user_id = u.id AND r.used_at IS NULL) \
          FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.token_hash = $1 AND s.expires_at > $2",
     )
@@ -94,6 +98,7 @@ pub async fn find<'e>(
             username: r.try_get(1)?,
             mfa_enabled: r.try_get::<i64, _>(2)? > 0,
             session_id: r.try_get(3)?,
+            recovery_unused: r.try_get(4)?,
         })
     })
     .transpose()

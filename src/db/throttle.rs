@@ -79,6 +79,31 @@ pub async fn lock(
         .map(|_| ())
 }
 
+/// After a success: zeroes the failures of a counter unless it is locked,
+/// and returns its lock expiry (`None`: no counter). One statement, which
+/// on PostgreSQL also waits for and then holds the counter's row lock, so a
+/// lock set by a concurrent failure is seen.
+pub async fn clear(
+    conn: &mut AnyConnection,
+    subject: &str,
+    factor: Factor,
+    now: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(
+        "UPDATE throttles \
+         SET failures = CASE WHEN locked_until > $3 THEN failures ELSE 0 END, \
+             updated_at = CASE WHEN locked_until > $3 THEN updated_at ELSE $3 END \
+         WHERE subject = $1 AND factor = $2 \
+         RETURNING locked_until",
+    )
+    .bind(subject)
+    .bind(factor.as_str())
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| r.try_get(0)).transpose()
+}
+
 /// Forgets a counter (after a success).
 pub async fn reset<'e>(
     ex: impl Executor<'e, Database = Any>,

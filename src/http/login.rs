@@ -13,7 +13,7 @@ use super::extract::JsonObject;
 use super::openapi::{Credentials, ErrorBody, UsernameField};
 use crate::auth::lockout::Factor;
 use crate::auth::tokens;
-use crate::db::{challenges, users};
+use crate::db::challenges;
 use crate::service::{Accept, AppState, Client, Subject};
 
 /// `POST /login`, `POST /login-2fa`.
@@ -174,25 +174,23 @@ async fn login_2fa(
     let mfa_token = body.token("mfa_token")?;
 
     let challenge = tokens::parse_and_hash(mfa_token).ok_or(Error::InvalidMfaToken)?;
-    let owner = challenges::find(app.db.reader(), &challenge, app.clock.now())
-        .await?
-        .ok_or(Error::InvalidMfaToken)?;
-    let user = users::find_by_key(app.db.reader(), username.key())
-        .await?
-        .filter(|u| u.id == owner)
-        .ok_or(Error::InvalidMfaToken)?;
-
-    let settled = async {
-        app.ensure_not_locked(username.key(), Factor::SecondFactor)
-            .await?;
-        // MFA switched off since /login: the challenge is moot.
-        let verified = app
-            .verify_second_factor(user.id, token, Accept::AnyFactor)
+    let user_id =
+        challenges::find_for(app.db.reader(), &challenge, username.key(), app.clock.now())
             .await?
             .ok_or(Error::InvalidMfaToken)?;
+
+    let settled = async {
+        // The early lockout check and the code check read at once; a lock
+        // wins (and is checked again when the attempt is settled).
+        let (_, verified) = tokio::try_join!(
+            app.ensure_not_locked(username.key(), Factor::SecondFactor),
+            app.verify_second_factor(user_id, token, Accept::AnyFactor),
+        )?;
+        // MFA switched off since /login: the challenge is moot.
+        let verified = verified.ok_or(Error::InvalidMfaToken)?;
         let subject = Subject {
             username: username.key(),
-            user_id: Some(user.id),
+            user_id: Some(user_id),
         };
         app.settle_second_factor(subject, verified, Error::InvalidOtp, &client)
             .await
@@ -208,11 +206,11 @@ async fn login_2fa(
     }
     let mut settled = settled?;
     let now = app.clock.now();
-    if !challenges::spend(&mut settled.tx, &challenge, user.id, now).await? {
+    if !challenges::spend(&mut settled.tx, &challenge, user_id, now).await? {
         // Spent by a concurrent success or expired meanwhile; roll back.
         return Err(Error::InvalidMfaToken);
     }
-    let session = app.issue_session(&mut settled.tx, user.id, &client).await?;
+    let session = app.issue_session(&mut settled.tx, user_id, &client).await?;
     settled.tx.commit().await?;
     if settled.recovery_code_used {
         app.metrics.recovery_code_used();

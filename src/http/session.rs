@@ -14,7 +14,6 @@ use super::Error;
 use super::extract::Bearer;
 use super::openapi::ErrorBody;
 use crate::db::audit::{self, Event};
-use crate::db::recovery_codes;
 use crate::db::sessions::{self, SessionInfo};
 use crate::service::{AppState, Client, Subject};
 
@@ -50,17 +49,10 @@ async fn me(State(app): State<AppState>, Bearer(hash): Bearer) -> Result<Json<Me
     let user = sessions::find(app.db.reader(), &hash, app.clock.now())
         .await?
         .ok_or(Error::Unauthorized)?;
-    let recovery_codes_remaining = match user.mfa_enabled {
-        true => {
-            let mut conn = app.db.reader().acquire().await?;
-            Some(recovery_codes::count_unused(&mut conn, user.user_id).await?)
-        }
-        false => None,
-    };
     Ok(Json(MeResponse {
         username: user.username,
         mfa_enabled: user.mfa_enabled,
-        recovery_codes_remaining,
+        recovery_codes_remaining: user.mfa_enabled.then_some(user.recovery_unused),
     }))
 }
 

@@ -53,6 +53,8 @@ pub struct Checked {
     /// non-default parameters, but is its SHA1/6-digit/30 s code: the
     /// authenticator app ignored the parameters.
     pub ignored_parameters: bool,
+    /// Unused recovery codes of the account when it was checked.
+    pub recovery_unused: i64,
 }
 
 /// Which kind of second factor a check accepts.
@@ -119,7 +121,11 @@ impl Services {
         token: &str,
         accept: Accept,
     ) -> Result<Option<Checked>, Error> {
-        let devices = credentials::counting_for_user(self.db.reader(), user_id).await?;
+        // Two reads at once: the login's latency is one of them.
+        let (devices, recovery_unused) = tokio::try_join!(
+            credentials::counting_for_user(self.db.reader(), user_id),
+            recovery_codes::count_unused(self.db.reader(), user_id),
+        )?;
         if devices.is_empty() {
             return Ok(None);
         }
@@ -127,6 +133,7 @@ impl Services {
             verified: None,
             replay: false,
             ignored_parameters: false,
+            recovery_unused,
         };
         if let Some(code) = RecoveryCode::parse(token) {
             if accept == Accept::AnyFactor {
@@ -196,12 +203,12 @@ impl Services {
         let now = self.clock.now();
         let key = subject.username;
         let mut tx = self.db.begin_write().await?;
-        // Counting first takes the row (a lock on PostgreSQL; SQLite has one
-        // writer), so concurrent attempts are settled one after another.
-        let state = throttle::count_failure(&mut tx, key, Factor::SecondFactor, now).await?;
-        if let Some(retry_after) = retry_after(state.locked_until, now) {
-            return Err(Error::TooManyAttempts { retry_after });
-        }
+        // A verified code is consumed first (a compare-and-set, which on
+        // PostgreSQL holds the device's row), then the counter is checked
+        // for a lock and cleared in one statement; anything else is counted
+        // first, which holds the counter's row. Either way concurrent
+        // attempts are settled one after another (SQLite has one writer),
+        // and the locks are always taken device before counter.
         let consumed = match checked.verified {
             Some(Verified::Totp {
                 credential_id,
@@ -218,7 +225,17 @@ impl Services {
             }
             None => false,
         };
-        if !consumed {
+        if consumed {
+            let locked_until = throttle::clear(&mut tx, key, Factor::SecondFactor, now).await?;
+            if let Some(retry_after) = locked_until.and_then(|until| retry_after(until, now)) {
+                // Dropping the transaction gives the code back.
+                return Err(Error::TooManyAttempts { retry_after });
+            }
+        } else {
+            let state = throttle::count_failure(&mut tx, key, Factor::SecondFactor, now).await?;
+            if let Some(retry_after) = retry_after(state.locked_until, now) {
+                return Err(Error::TooManyAttempts { retry_after });
+            }
             self.audit(&mut *tx, client, subject, "second_factor.failure", None)
                 .await?;
             if checked.replay {
@@ -249,7 +266,6 @@ impl Services {
             }
             return Err(invalid);
         }
-        throttle::reset(&mut *tx, key, Factor::SecondFactor).await?;
         let (factor, confirms, offset) = match checked.verified {
             Some(Verified::Totp {
                 confirms,
@@ -266,9 +282,12 @@ impl Services {
                 .await?;
         }
         let recovery_code_used = matches!(checked.verified, Some(Verified::Recovery { .. }));
-        let recovery_codes_remaining = match subject.user_id {
-            Some(user_id) => recovery_codes::count_unused(&mut tx, user_id).await?,
-            None => 0,
+        // A TOTP login leaves the count as it was read; after spending a
+        // recovery code, count again inside the transaction (exact even
+        // beside concurrent spends).
+        let recovery_codes_remaining = match (recovery_code_used, subject.user_id) {
+            (true, Some(user_id)) => recovery_codes::count_unused(&mut *tx, user_id).await?,
+            _ => checked.recovery_unused,
         };
         if recovery_code_used {
             let detail = Some(format!("remaining={recovery_codes_remaining}"));

@@ -125,10 +125,14 @@ async fn connect_sqlite(path: &Path, settings: PoolSettings) -> anyhow::Result<D
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     // WAL lets readers run beside the writer; FULL makes each
-                    // commit durable (fsync) before we answer 200/201.
+                    // commit durable (fsync) before we answer 200/201. The
+                    // savepoints of group commit keep their undo copies in a
+                    // statement journal, which belongs in memory, not in a
+                    // temporary file.
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                         PRAGMA temp_store = MEMORY;",
                     )
                     .await?;
                     Ok(())

@@ -23,12 +23,12 @@ export function flash(text) {
 export function notice(lines) {
   const box = $('notice');
   const list = (lines || []).filter(Boolean);
+  // Emptied, not hidden: a live region that stays in the page is announced.
   box.replaceChildren(...list.map((line) => {
     const p = document.createElement('p');
     p.textContent = line;
     return p;
   }));
-  box.hidden = list.length === 0;
 }
 
 // ---- errors -------------------------------------------------------------------

@@ -39,6 +39,19 @@ macro_rules! asset {
 
 asset!(INDEX, "index.html", "text/html; charset=utf-8");
 asset!(SCRIPT, "app.js", "text/javascript; charset=utf-8");
+asset!(API_SCRIPT, "api.js", "text/javascript; charset=utf-8");
+asset!(UI_SCRIPT, "ui.js", "text/javascript; charset=utf-8");
+asset!(ENROLL_SCRIPT, "enroll.js", "text/javascript; charset=utf-8");
+asset!(
+    ACCOUNT_SCRIPT,
+    "account.js",
+    "text/javascript; charset=utf-8"
+);
+asset!(
+    DEVICES_SCRIPT,
+    "devices.js",
+    "text/javascript; charset=utf-8"
+);
 asset!(STYLE, "app.css", "text/css; charset=utf-8");
 asset!(ICON, "favicon.svg", "image/svg+xml");
 
@@ -49,11 +62,17 @@ fn etag_of(body: &[u8]) -> HeaderValue {
     HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"web\""))
 }
 
-/// `GET /`, `/app.js`, `/app.css`, `/favicon.svg`.
+/// `GET /`, the page's ES modules (`/app.js` imports the others), `/app.css`,
+/// `/favicon.svg`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", file(&INDEX))
         .route("/app.js", file(&SCRIPT))
+        .route("/api.js", file(&API_SCRIPT))
+        .route("/ui.js", file(&UI_SCRIPT))
+        .route("/enroll.js", file(&ENROLL_SCRIPT))
+        .route("/account.js", file(&ACCOUNT_SCRIPT))
+        .route("/devices.js", file(&DEVICES_SCRIPT))
         .route("/app.css", file(&STYLE))
         .route("/favicon.svg", file(&ICON))
 }
@@ -86,7 +105,9 @@ const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
 
 /// The policy of every response: nothing but this origin's own script and
 /// style (no inline code), no framing, no plugins, no base or form tricks.
-/// `blob:`/`data:` images are the enrollment QR code.
+/// `blob:` images are the enrollment QR code (an SVG from /qrcode), `data:`
+/// images the QR code of a device added from the account page (a PNG
+/// `data:` URI in the answer of `POST /me/devices`).
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     img-src 'self' data: blob:; connect-src 'self'; form-action 'self'; \
     frame-ancestors 'none'; base-uri 'none'";

@@ -53,15 +53,40 @@ fn assert_security_headers(resp: &reqwest::Response, strict: bool) {
     assert_eq!(header(resp, "x-content-type-options"), "nosniff", "{what}");
 }
 
+/// The page's scripts: ES modules, `app.js` importing the others.
+const SCRIPTS: &[&str] = &[
+    "/app.js",
+    "/api.js",
+    "/ui.js",
+    "/enroll.js",
+    "/account.js",
+    "/devices.js",
+];
+
+/// The modules a script imports (`from './x.js'`), as paths.
+fn imports_of(script: &str) -> Vec<String> {
+    script
+        .split("from './")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('\''))
+        .map(|(name, _)| format!("/{name}"))
+        .collect()
+}
+
 #[tokio::test]
 async fn the_page_and_its_assets_are_served_with_their_types_and_headers() {
     let Some(app) = spawn_app().await else { return };
-    for (path, content_type) in [
+    let mut assets = vec![
         ("/", "text/html; charset=utf-8"),
-        ("/app.js", "text/javascript; charset=utf-8"),
         ("/app.css", "text/css; charset=utf-8"),
         ("/favicon.svg", "image/svg+xml"),
-    ] {
+    ];
+    assets.extend(
+        SCRIPTS
+            .iter()
+            .map(|s| (*s, "text/javascript; charset=utf-8")),
+    );
+    for (path, content_type) in assets {
         let resp = app.get(path).await;
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
         assert_eq!(header(&resp, "content-type"), content_type, "{path}");
@@ -70,6 +95,30 @@ async fn the_page_and_its_assets_are_served_with_their_types_and_headers() {
         assert_security_headers(&resp, true);
         assert!(!resp.bytes().await.unwrap().is_empty(), "{path}: empty");
     }
+}
+
+#[tokio::test]
+async fn every_module_the_page_imports_is_served_and_listed() {
+    let Some(app) = spawn_app().await else { return };
+    let html = app.get("/").await.text().await.unwrap();
+    assert!(html.contains(r#"<script type="module" src="/app.js"></script>"#));
+    let mut seen = vec!["/app.js".to_string()];
+    let mut i = 0;
+    while i < seen.len() {
+        let resp = app.get(&seen[i]).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{} is imported", seen[i]);
+        let text = resp.text().await.unwrap();
+        for module in imports_of(&text) {
+            if !seen.contains(&module) {
+                seen.push(module);
+            }
+        }
+        i += 1;
+    }
+    seen.sort();
+    let mut listed: Vec<String> = SCRIPTS.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    assert_eq!(seen, listed, "the modules imported from /app.js");
 }
 
 #[tokio::test]
@@ -125,10 +174,28 @@ async fn the_page_has_no_inline_script_and_no_outside_reference() {
         );
     }
     // Nothing loaded from elsewhere: no CDN, no fonts, no analytics.
-    for path in ["/", "/app.js", "/app.css"] {
+    for path in ["/", "/app.css"].iter().chain(SCRIPTS) {
         let text = app.get(path).await.text().await.unwrap();
         for scheme in ["http://", "https://"] {
             assert!(!text.contains(scheme), "{path} refers to {scheme}");
+        }
+    }
+    // No code made from strings, no HTML parsed from strings, no storage:
+    // the scripts build the page with DOM calls and keep the token in memory.
+    for path in SCRIPTS {
+        let text = app.get(path).await.text().await.unwrap();
+        for forbidden in [
+            "eval(",
+            "new Function",
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "localStorage.",
+            "sessionStorage.",
+            "document.cookie",
+        ] {
+            assert!(!text.contains(forbidden), "{path} uses {forbidden}");
         }
     }
     // The OTP fields say what they are to phones and password managers.
@@ -155,7 +222,7 @@ async fn every_input_has_a_label() {
         );
         inputs += 1;
     }
-    assert!(inputs >= 8, "only {inputs} inputs");
+    assert!(inputs >= 19, "only {inputs} inputs");
 }
 
 #[tokio::test]
@@ -185,8 +252,8 @@ async fn the_page_is_not_an_api_operation() {
     let Some(app) = spawn_app().await else { return };
     let doc: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
     let paths = doc["paths"].as_object().expect("paths");
-    for path in ["/", "/app.js", "/app.css", "/favicon.svg"] {
-        assert!(!paths.contains_key(path), "{path} in the OpenAPI document");
+    for path in ["/", "/app.css", "/favicon.svg"].iter().chain(SCRIPTS) {
+        assert!(!paths.contains_key(*path), "{path} in the OpenAPI document");
     }
     // Only GET: a POST to the page is 405, in JSON like every error.
     let resp = app.client.post(app.url("/")).send().await.unwrap();

@@ -127,6 +127,65 @@ async function confirmFirstCode(page, code) {
   await form.getByRole('button', { name: 'Confirm and sign in' }).click();
 }
 
+/** Logs in through the page with the password and a fresh code of `device`. */
+async function signIn(page, user, device = user) {
+  await logIn(page, user.username);
+  await expectView(page, 'second');
+  await submitSecondStep(page, await freshCode(device));
+  await expectAccount(page, user.username, 'On');
+}
+
+/** Adds an app on the account page; returns {secret, floor} (its first code not yet given). */
+async function addDevice(page, label) {
+  await page.getByRole('button', { name: 'Add an authenticator app' }).click();
+  const form = page.locator('#add-device-form');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'add-device-label');
+  await form.getByLabel('Name for the app').fill(label);
+  await form.getByLabel('Password').fill(PASSWORD);
+  await form.getByRole('button', { name: 'Continue' }).click();
+  await page.locator('#new-device').waitFor({ state: 'visible', timeout: 10_000 });
+  await expectText(page, '#new-device-title', new RegExp(`^Set up “${label}”$`));
+  // The QR code is a PNG data: URI, allowed by the page's img-src.
+  await page.waitForFunction(() => {
+    const img = document.getElementById('new-device-qr');
+    return img.src.startsWith('data:image/png;base64,') && img.complete && img.naturalWidth > 100;
+  });
+  const secret = (await page.locator('#new-device-secret').textContent()).trim();
+  assert.match(secret, /^([A-Z2-7]{4} )+[A-Z2-7]{1,4}$/, 'secret grouped in fours');
+  const link = await page.locator('#new-device-link').getAttribute('href');
+  assert.ok(link.startsWith('otpauth://totp/') && link.includes(secret.replace(/ /g, '')), link);
+  return { secret: secret.replace(/ /g, ''), floor: null };
+}
+
+async function confirmDevice(page, code) {
+  const form = page.locator('#confirm-device-form');
+  await form.getByLabel('Code from the new app').fill(code);
+  await form.getByRole('button', { name: 'Confirm the app' }).click();
+}
+
+/** The labels of the listed apps, in order. */
+async function deviceLabels(page) {
+  return page.locator('#devices-list > li').evaluateAll((items) => items.map((li) => li.dataset.label));
+}
+
+async function removeDevice(page, label, { password, token }) {
+  await page.getByRole('button', { name: `Remove ${label}` }).click();
+  const form = page.locator('#remove-device-form');
+  await expectText(page, '#remove-device-title', new RegExp(`^Remove “${label}”$`));
+  await form.getByLabel('Password').fill(password || '');
+  await form.getByLabel('Or a code from one of your apps').fill(token || '');
+  await form.getByRole('button', { name: 'Remove', exact: true }).click();
+}
+
+/** Waits until `n` sessions are listed. */
+async function expectSessions(page, n) {
+  await page.waitForFunction((n) => document.querySelectorAll('#sessions-list > li').length === n, n,
+    { timeout: 10_000 });
+}
+
+/** Seconds left in the current TOTP step. */
+const secondsLeftInStep = () => 30 - (Date.now() / 1000) % 30;
+
 // ---------------------------------------------------------------------------------
 
 test('the page is served with a strict CSP, no framing and no referrer', async () => {
@@ -407,4 +466,257 @@ test('/docs (Swagger UI) works under its own policy', async () => {
   await page.locator('.swagger-ui .info .title').waitFor({ timeout: 15_000 });
   await page.locator('.opblock-summary-path', { hasText: '/login-2fa' }).first().waitFor();
   await shot(page, 'docs');
+});
+
+test('authenticator apps: add a second one (a wrong code, then the right one) and log in with it', async () => {
+  const user = await mfaUser(server.url, 'ivan');
+  const page = await open();
+  await signIn(page, user);
+  await page.locator('#devices-list > li').first().waitFor();
+  assert.deepEqual(await deviceLabels(page), ['default']);
+  const first = page.locator('#devices-list > li').first();
+  assert.match(await first.textContent(), /time-based, 6 digits/);
+  assert.match(await first.textContent(), /Last used/);
+
+  // A wrong password is said beside its field.
+  await page.getByRole('button', { name: 'Add an authenticator app' }).click();
+  const add = page.locator('#add-device-form');
+  await add.getByLabel('Name for the app').fill('work phone');
+  await add.getByLabel('Password').fill('not the password');
+  await add.getByRole('button', { name: 'Continue' }).click();
+  await expectText(page, '#add-device-password-error', /^Wrong password\.$/);
+  await add.getByRole('button', { name: 'Cancel' }).click();
+
+  const phone = await addDevice(page, 'work phone');
+  await shot(page, 'device-add');
+  // Listed as pending meanwhile.
+  await page.waitForFunction(() => document.querySelectorAll('#devices-list > li').length === 2);
+  await expectText(page, '#devices-list > li:nth-child(2)', /Waiting for its first code/);
+  // A code of the first app is not this app's code: an error, then a retry.
+  await confirmDevice(page, wrongCode(phone.secret));
+  await expectText(page, '#confirm-device-token-error', /code is not right/);
+  assert.equal(await page.locator('#confirm-device-token').getAttribute('aria-invalid'), 'true');
+  await shot(page, 'device-wrong-code');
+  await confirmDevice(page, await freshCode(phone));
+  await expectText(page, '#devices-status', /“work phone” is set up/);
+  assert.equal(await page.locator('#new-device').isHidden(), true);
+  assert.equal(await page.locator('#new-device-secret').textContent(), '', 'the key is gone from the page');
+  assert.deepEqual(await deviceLabels(page), ['default', 'work phone']);
+  await expectText(page, '#devices-list > li:nth-child(2)', /Last used/);
+  assert.doesNotMatch(await page.locator('#devices-list > li:nth-child(2)').textContent(), /Waiting/);
+  await shot(page, 'devices');
+  await logOut(page);
+
+  // The new app's code signs in.
+  await signIn(page, user, phone);
+  await logOut(page);
+});
+
+test('authenticator apps: remove one with a code; the last one cannot go (409 in words)', async () => {
+  const user = await mfaUser(server.url, 'judy');
+  const page = await open();
+  await signIn(page, user);
+  const phone = await addDevice(page, 'tablet');
+  await confirmDevice(page, await freshCode(phone));
+  await expectText(page, '#devices-status', /is set up/);
+
+  // Neither password nor code: said before asking the server.
+  await removeDevice(page, 'default', {});
+  await expectText(page, '#remove-device-password-error', /password, or a code/);
+  // A wrong password, then the first app removed with a code of the tablet.
+  await removeDevice(page, 'default', { password: 'not the password' });
+  await expectText(page, '#remove-device-password-error', /^Wrong password\.$/);
+  await removeDevice(page, 'default', { token: await freshCode(phone) });
+  await expectText(page, '#devices-status', /“default” is removed/);
+  assert.deepEqual(await deviceLabels(page), ['tablet']);
+  assert.equal(await page.locator('#remove-device-form').isHidden(), true);
+
+  // The last app: the page says why not, in words.
+  await removeDevice(page, 'tablet', { password: PASSWORD });
+  const said = await expectText(page, '#remove-device-form .form-error', /only authenticator app/);
+  assert.match(said, /turn off two-step verification/);
+  assert.deepEqual(await deviceLabels(page), ['tablet']);
+  await shot(page, 'device-remove-last');
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  assert.equal(await page.locator('#remove-device-form').isHidden(), true);
+
+  // The removed app's codes no longer sign in.
+  await logOut(page);
+  await logIn(page, 'judy');
+  await expectView(page, 'second');
+  await submitSecondStep(page, await freshCode(user));
+  await expectText(page, '#second-token-error', /code is not right/);
+});
+
+test('recovery codes: the count, a new set (copy, download), an old code refused, a new one accepted', async () => {
+  const user = await mfaUser(server.url, 'kim');
+  const page = await open();
+  await signIn(page, user);
+  await expectText(page, '#recovery-count', /^You have 10 unused recovery codes\.$/);
+
+  await page.getByRole('button', { name: 'Make new recovery codes' }).click();
+  const form = page.locator('#recovery-form');
+  await form.getByLabel('Password').fill(PASSWORD);
+  await form.getByLabel('Code from your authenticator app').fill(wrongCode(user.secret));
+  await form.getByRole('button', { name: 'Make new codes' }).click();
+  await expectText(page, '#recovery-token-error', /code is not right/);
+  await form.getByLabel('Code from your authenticator app').fill(await freshCode(user));
+  await form.getByRole('button', { name: 'Make new codes' }).click();
+  await page.locator('#recovery-new').waitFor({ state: 'visible' });
+  const codes = (await page.locator('#recovery-codes li').allTextContents()).map((c) => c.trim());
+  assert.equal(codes.length, 10);
+  assert.equal(codes.filter((c) => user.codes.includes(c)).length, 0, 'all new');
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+  await page.locator('#recovery-new').getByRole('button', { name: 'Copy codes' }).click();
+  await expectText(page, '#recovery-codes-status', /copied/);
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), codes.join('\n') + '\n');
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.locator('#recovery-new').getByRole('button', { name: 'Download codes' }).click(),
+  ]);
+  assert.equal(download.suggestedFilename(), 'twofactor-recovery-codes-kim.txt');
+  assert.equal(readFileSync(await download.path(), 'utf8'), codes.join('\n') + '\n');
+  await shot(page, 'recovery-new');
+  await page.getByRole('button', { name: 'I have saved them' }).click();
+  assert.equal(await page.locator('#recovery-codes li').count(), 0, 'the codes are gone from the page');
+  await expectText(page, '#recovery-status', /old ones no longer work/);
+  await expectText(page, '#recovery-count', /^You have 10 unused/);
+  await logOut(page);
+
+  // An old code is refused; a new one works once.
+  await logIn(page, 'kim');
+  await expectView(page, 'second');
+  await page.getByRole('button', { name: 'Use a recovery code instead' }).click();
+  await view(page, 'second').getByLabel('Recovery code').fill(user.codes[1]);
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await expectText(page, '#second-token-error', /recovery code is not right/);
+  await view(page, 'second').getByLabel('Recovery code').fill(codes[0]);
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await expectAccount(page, 'kim', 'On');
+  await expectText(page, '#flash', /recovery code\. 9 recovery codes left/);
+  await expectText(page, '#recovery-count', /^You have 9 unused/);
+});
+
+test('after the second step: the few-recovery-codes warning and the phone clock notice', async () => {
+  const user = await mfaUser(server.url, 'leo');
+  // Seven recovery codes spent through the API: three left.
+  for (const code of user.codes.slice(0, 7)) {
+    const login = await apiCall(server.url, 'POST', '/login', { username: 'leo', password: PASSWORD });
+    const r = await apiCall(server.url, 'POST', '/login-2fa',
+      { username: 'leo', token: code, mfa_token: login.body.mfa_token });
+    assert.equal(r.status, 200);
+  }
+  const page = await open();
+  await logIn(page, 'leo');
+  await expectView(page, 'second');
+  await page.getByRole('button', { name: 'Use a recovery code instead' }).click();
+  await view(page, 'second').getByLabel('Recovery code').fill(user.codes[7]);
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await expectAccount(page, 'leo', 'On');
+  await expectText(page, '#notice', /^Only 2 recovery codes left\. Make a new set under “Recovery codes” below\.$/);
+  assert.equal(await page.locator('#recovery-count').evaluate((el) => el.classList.contains('low')), true);
+  await shot(page, 'notice-few-codes');
+  await logOut(page);
+  assert.equal(await page.locator('#notice').isHidden(), true, 'the notice goes with the session');
+
+  // A code of the next time step: the phone is about 30 s fast.
+  await logIn(page, 'leo');
+  await expectView(page, 'second');
+  if (secondsLeftInStep() < 4) await page.waitForTimeout(secondsLeftInStep() * 1000 + 200);
+  user.floor = stepNow() + 1;
+  await submitSecondStep(page, totp(user.secret, user.floor));
+  await expectAccount(page, 'leo', 'On');
+  await expectText(page, '#notice', /Your phone's clock is about 30 s fast\./);
+  await expectText(page, '#notice', /Only 2 recovery codes left/);
+  await shot(page, 'notice-clock');
+});
+
+test('change password: a weak one is refused beside the field; a strong one ends the other session', async () => {
+  const user = await mfaUser(server.url, 'mallory');
+  const page = await open();
+  await signIn(page, user);
+  const other = await open();
+  await signIn(other, user);
+  await expectSessions(page, 1); // loaded before the other sign-in
+  await page.getByRole('button', { name: 'Refresh the list' }).click();
+  await expectSessions(page, 2);
+
+  await page.getByRole('button', { name: 'Change password' }).click();
+  const form = page.locator('#password-form');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'password-current');
+  const submit = form.getByRole('button', { name: 'Change password' });
+  await form.getByLabel('Current password').fill('not the password');
+  await form.getByLabel('New password').fill('password1234');
+  await form.getByLabel(/^Code from your authenticator app/).fill(user.codes[0]);
+  await submit.click();
+  await expectText(page, '#password-current-error', /^Wrong password\.$/);
+  await form.getByLabel('Current password').fill(PASSWORD);
+  await submit.click();
+  await expectText(page, '#password-new-error', /^Password is too weak: /);
+  assert.equal(await form.getByLabel('New password').getAttribute('aria-invalid'), 'true');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'password-new');
+  await shot(page, 'password-weak');
+  const strong = 'velvet otter juggles quietly';
+  await form.getByLabel('New password').fill(strong);
+  await submit.click();
+  await expectText(page, '#password-status', /^Your password is changed\. 1 other session was ended\.$/);
+  assert.equal(await form.isHidden(), true);
+  await expectSessions(page, 1);
+  await shot(page, 'password-changed');
+
+  // The other browser learns it at its next call, and shows the login.
+  await other.getByRole('button', { name: 'Refresh the list' }).click();
+  await expectView(other, 'login');
+  await expectText(other, '#flash', /Your session ended/);
+  await shot(other, 'password-changed-other-browser');
+
+  // The new password signs in; the old one does not.
+  await logOut(page);
+  const login = view(page, 'login');
+  await login.getByLabel('Username').fill('mallory');
+  await login.getByLabel('Password').fill(PASSWORD);
+  await login.getByRole('button', { name: 'Log in' }).click();
+  await expectText(page, '#login-password-error', /Wrong username or password/);
+  await login.getByLabel('Password').fill(strong);
+  await login.getByRole('button', { name: 'Log in' }).click();
+  await expectView(page, 'second');
+});
+
+test('sessions: both listed, this one marked, the other one ended (phone-sized)', async () => {
+  const made = await apiCall(server.url, 'POST', '/signup', { username: 'nina', password: PASSWORD });
+  assert.equal(made.status, 201);
+  const other = await open();
+  await logIn(other, 'nina');
+  await expectAccount(other, 'nina', 'Off');
+  const page = await open({ viewport: { width: 375, height: 667 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  await logIn(page, 'nina');
+  await expectAccount(page, 'nina', 'Off');
+  assert.equal(await page.locator('#devices').isHidden(), true, 'no apps without two-step verification');
+  assert.equal(await page.locator('#password-token-field').isHidden(), true);
+  await expectSessions(page, 2);
+  const current = page.locator('#sessions-list > li.current');
+  assert.equal(await current.count(), 1);
+  assert.match(await current.textContent(), /This session/);
+  assert.equal(await current.getByRole('button').count(), 0, 'this session is ended with Log out');
+  const first = page.locator('#sessions-list > li').first();
+  assert.equal(await first.evaluate((li) => li.classList.contains('current')), true, 'newest first');
+  const otherItem = page.locator('#sessions-list > li:not(.current)');
+  const text = await otherItem.textContent();
+  assert.match(text, /Signed in/);
+  assert.match(text, /Expires/);
+  assert.match(text, /127\.0\.0\.1/);
+  assert.match(text, /Chrome on Linux/);
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 375, `no sideways scrolling (scrollWidth ${width})`);
+  await shot(page, 'sessions');
+
+  await otherItem.getByRole('button', { name: /^End session/ }).click();
+  await expectText(page, '#sessions-status', /session is ended/);
+  await expectSessions(page, 1);
+  assert.equal(await page.locator('#sessions-list > li.current').count(), 1);
+  await shot(page, 'phone-account-sessions');
+
+  await other.getByRole('button', { name: 'Refresh the list' }).click();
+  await expectView(other, 'login');
+  await expectText(other, '#flash', /Your session ended/);
 });

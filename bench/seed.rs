@@ -81,14 +81,7 @@ async fn seed_mfa(client: &reqwest::Client, url: &str, username: &str) -> anyhow
         .find_map(|p| p.strip_prefix("secret="))
         .context("no secret in the provisioning URI")?;
     let secret = decode_secret(secret).map_err(|e| anyhow::anyhow!("bad secret: {e:?}"))?;
-    let login = post(
-        client,
-        url,
-        "/login",
-        json!({"username": username, "password": PASSWORD}),
-        200,
-    )
-    .await?;
+    let login = login(client, url, username).await?;
     let mfa_token = login["mfa_token"]
         .as_str()
         .context("no mfa_token")?
@@ -106,18 +99,16 @@ async fn seed_session(
     username: &str,
 ) -> anyhow::Result<String> {
     signup(client, url, username, false).await?;
-    let login = post(
-        client,
-        url,
-        "/login",
-        json!({"username": username, "password": PASSWORD}),
-        200,
-    )
-    .await?;
+    let login = login(client, url, username).await?;
     Ok(login["token"]
         .as_str()
         .context("no session token")?
         .to_owned())
+}
+
+async fn login(client: &reqwest::Client, url: &str, username: &str) -> anyhow::Result<Value> {
+    let body = json!({"username": username, "password": PASSWORD});
+    post(client, url, "/login", body, 200).await
 }
 
 async fn post(

@@ -104,8 +104,9 @@ pub async fn find<'e>(
     .transpose()
 }
 
-/// The unexpired sessions of `user_id`, newest first; `current` marks the
-/// one with public id `current_id`.
+/// The unexpired sessions of `user_id`: the one with public id
+/// `current_id` first (marked `current`), then newest first. Times have
+/// one-second resolution, so "newest" alone would not be a stable order.
 pub async fn list_for_user<'e>(
     ex: impl Executor<'e, Database = Any>,
     user_id: i64,
@@ -114,10 +115,12 @@ pub async fn list_for_user<'e>(
 ) -> Result<Vec<SessionInfo>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT public_id, created_at, expires_at, client_addr, user_agent FROM sessions \
-         WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC, public_id",
+         WHERE user_id = $1 AND expires_at > $2 \
+         ORDER BY CASE WHEN public_id = $3 THEN 0 ELSE 1 END, created_at DESC, public_id",
     )
     .bind(user_id)
     .bind(now)
+    .bind(current_id)
     .fetch_all(ex)
     .await?;
     rows.iter()

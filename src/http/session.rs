@@ -114,13 +114,13 @@ async fn events(
 /// Body of a 200 from /me/sessions.
 #[derive(Serialize, ToSchema)]
 pub struct SessionsResponse {
-    /// The user's unexpired sessions, newest first.
+    /// The user's unexpired sessions: this one first, then newest first.
     sessions: Vec<SessionInfo>,
 }
 
 #[utoipa::path(get, path = "/me/sessions", tag = "session", security(("bearer" = [])),
     responses(
-        (status = 200, description = "The session user's live sessions, newest first; `current` marks this one", body = SessionsResponse),
+        (status = 200, description = "The session user's live sessions: this one first (`current`), then newest first", body = SessionsResponse),
         (status = 401, description = "No valid session token (`unauthorized`)", body = ErrorBody, headers(("WWW-Authenticate" = String))),
     ))]
 async fn list_sessions(

@@ -28,6 +28,11 @@ async fn sessions_are_listed_with_where_they_came_from_and_the_current_one_marke
     let current: Vec<_> = sessions.iter().filter(|s| s["current"] == true).collect();
     assert_eq!(current.len(), 1);
     assert_eq!(current[0]["user_agent"], "alice-laptop/1.0");
+    // Both were made in the same second: the order is still defined.
+    assert_eq!(sessions[0]["current"], true, "this session first: {body}");
+    // From the other session's side, it is the one listed first.
+    let seen = assert_ok_json(app.sessions(&other).await).await;
+    assert_eq!(seen["sessions"][0]["current"], true, "{seen}");
     assert!(
         current[0]["client_addr"]
             .as_str()

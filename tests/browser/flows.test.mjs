@@ -699,7 +699,7 @@ test('sessions: both listed, this one marked, the other one ended (phone-sized)'
   assert.match(await current.textContent(), /This session/);
   assert.equal(await current.getByRole('button').count(), 0, 'this session is ended with Log out');
   const first = page.locator('#sessions-list > li').first();
-  assert.equal(await first.evaluate((li) => li.classList.contains('current')), true, 'newest first');
+  assert.equal(await first.evaluate((li) => li.classList.contains('current')), true, 'this session first');
   const otherItem = page.locator('#sessions-list > li:not(.current)');
   const text = await otherItem.textContent();
   assert.match(text, /Signed in/);

@@ -17,11 +17,17 @@ use crate::auth::totp::{Algorithm, TotpParams};
 pub const DEFAULT_LABEL: &str = "default";
 
 /// The columns [`credential`] reads, in order.
-macro_rules! columns {
+macro_rules! column_list {
     () => {
         "SELECT id, user_id, secret_nonce, secret_sealed, algorithm, digits, period, \
                 last_step, confirmed_at, label, is_default, created_at, pending_expires_at, \
-                last_used_at, drift_steps FROM totp_credentials "
+                last_used_at, drift_steps"
+    };
+}
+
+macro_rules! columns {
+    () => {
+        concat!(column_list!(), " FROM totp_credentials ")
     };
 }
 
@@ -172,21 +178,29 @@ pub async fn insert_pending(
     row.try_get(0)
 }
 
-/// The devices of `user_id` that count for login, oldest first.
+/// The devices of `user_id` that count for login, oldest first, and how
+/// many unused recovery codes the account has (one read for /login-2fa).
 pub async fn counting_for_user<'e>(
     ex: impl Executor<'e, Database = Any>,
     user_id: i64,
-) -> Result<Vec<Credential>, sqlx::Error> {
+) -> Result<(Vec<Credential>, i64), sqlx::Error> {
     let rows = sqlx::query(concat!(
-        columns!(),
-        "WHERE user_id = $1 AND ",
+        column_list!(),
+        ", (SELECT COUNT(*) FROM recovery_codes r \
+            WHERE r.user_id = totp_credentials.user_id AND r.used_at IS NULL) \
+         FROM totp_credentials WHERE user_id = $1 AND ",
         counts!(),
         " ORDER BY id"
     ))
     .bind(user_id)
     .fetch_all(ex)
     .await?;
-    rows.iter().map(credential).collect()
+    let unused = match rows.first() {
+        Some(r) => r.try_get(15)?,
+        None => 0,
+    };
+    let devices = rows.iter().map(credential).collect::<Result<_, _>>()?;
+    Ok((devices, unused))
 }
 
 /// Every device of `user_id` except expired pending ones, oldest first.

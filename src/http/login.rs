@@ -11,7 +11,6 @@ use utoipa_axum::routes;
 use super::Error;
 use super::extract::JsonObject;
 use super::openapi::{Credentials, ErrorBody, UsernameField};
-use crate::auth::lockout::Factor;
 use crate::auth::tokens;
 use crate::db::challenges;
 use crate::service::{Accept, AppState, Client, Subject};
@@ -180,18 +179,15 @@ async fn login_2fa(
             .ok_or(Error::InvalidMfaToken)?;
 
     let settled = async {
-        // The early lockout check and the code check read at once; a lock
-        // wins (and is checked again when the attempt is settled).
-        let (_, verified) = tokio::try_join!(
-            app.ensure_not_locked(username.key(), Factor::SecondFactor),
-            app.verify_second_factor(user_id, token, Accept::AnyFactor),
-        )?;
-        // MFA switched off since /login: the challenge is moot.
-        let verified = verified.ok_or(Error::InvalidMfaToken)?;
         let subject = Subject {
             username: username.key(),
             user_id: Some(user_id),
         };
+        // MFA switched off since /login: the challenge is moot.
+        let verified = app
+            .check_second_factor(subject, user_id, token, Accept::AnyFactor)
+            .await?
+            .ok_or(Error::InvalidMfaToken)?;
         app.settle_second_factor(subject, verified, Error::InvalidOtp, &client)
             .await
     }

@@ -10,7 +10,6 @@ use utoipa_axum::routes;
 use super::Error;
 use super::extract::JsonObject;
 use super::openapi::{Credentials, ErrorBody, PasswordField, UsernameField};
-use crate::auth::lockout::Factor;
 use crate::db::{credentials, recovery_codes};
 use crate::service::{Accept, AppState, Client, Subject};
 
@@ -108,16 +107,14 @@ async fn disable_mfa(
     if !user.mfa_enabled {
         return Err(Error::MfaAlreadyDisabled);
     }
-    app.ensure_not_locked(username.key(), Factor::SecondFactor)
-        .await?;
-    let verified = app
-        .verify_second_factor(user.id, token, Accept::AnyFactor)
-        .await?
-        .ok_or(Error::MfaAlreadyDisabled)?;
     let subject = Subject {
         username: username.key(),
         user_id: Some(user.id),
     };
+    let verified = app
+        .check_second_factor(subject, user.id, token, Accept::AnyFactor)
+        .await?
+        .ok_or(Error::MfaAlreadyDisabled)?;
     let mut settled = app
         .settle_second_factor(subject, verified, Error::InvalidOtpForDisable, &client)
         .await?;

@@ -2,8 +2,9 @@
 //! replace their recovery codes, change their password (which ends their
 //! other sessions), and end one of their sessions.
 
+use subtle::ConstantTimeEq;
+
 use super::{Accept, Client, Services, Subject};
-use crate::auth::lockout::Factor;
 use crate::auth::{recovery, strength};
 use crate::db::sessions::{self, SessionUser};
 use crate::db::{recovery_codes, users};
@@ -53,10 +54,8 @@ impl Services {
         if !user.mfa_enabled {
             return Err(Error::MfaNotEnabled);
         }
-        self.ensure_not_locked(me.username.key(), Factor::SecondFactor)
-            .await?;
         let checked = self
-            .verify_second_factor(user.id, token, Accept::TotpOnly)
+            .check_second_factor(me.subject(), user.id, token, Accept::TotpOnly)
             .await?
             .ok_or(Error::MfaNotEnabled)?;
         let mut settled = self
@@ -92,7 +91,7 @@ impl Services {
     ) -> Result<u64, Error> {
         // The current password first: whoever lacks it learns nothing more.
         let user = self.check_password(&me.username, current, client).await?;
-        if new.expose() == current.expose() {
+        if bool::from(new.expose().as_bytes().ct_eq(current.expose().as_bytes())) {
             return Err(Error::invalid(
                 "new_password",
                 "must differ from the current password",
@@ -109,9 +108,7 @@ impl Services {
                 return Err(Error::invalid("token", "is required when MFA is on"));
             }
             (true, Some(token)) => {
-                self.ensure_not_locked(me.username.key(), Factor::SecondFactor)
-                    .await?;
-                self.verify_second_factor(user.id, token, Accept::AnyFactor)
+                self.check_second_factor(me.subject(), user.id, token, Accept::AnyFactor)
                     .await?
             }
         };

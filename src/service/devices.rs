@@ -7,7 +7,6 @@ use zeroize::Zeroizing;
 
 use super::second_factor::ignores_parameters;
 use super::{Accept, Client, Services, Subject};
-use crate::auth::lockout::Factor;
 use crate::auth::recovery;
 use crate::auth::totp::{self, TotpParams};
 use crate::db::credentials::{self, NewDevice};
@@ -208,10 +207,8 @@ impl Services {
         let mut tx = match proof.code {
             None => self.db.begin_write().await?,
             Some(token) => {
-                self.ensure_not_locked(subject.username, Factor::SecondFactor)
-                    .await?;
                 let checked = self
-                    .verify_second_factor(user_id, token, Accept::TotpOnly)
+                    .check_second_factor(subject, user_id, token, Accept::TotpOnly)
                     .await?
                     .ok_or(Error::InvalidOtp)?;
                 self.settle_second_factor(subject, checked, Error::InvalidOtp, client)

@@ -111,6 +111,23 @@ impl Services {
         u64::try_from(self.clock.now()).unwrap_or(0)
     }
 
+    /// The early lockout check of `subject` and [`verify_second_factor`]
+    /// (Self::verify_second_factor), read at once: a lock wins. The binding
+    /// lock check is made again when the attempt is settled.
+    pub async fn check_second_factor(
+        &self,
+        subject: Subject<'_>,
+        user_id: i64,
+        token: &str,
+        accept: Accept,
+    ) -> Result<Option<Checked>, Error> {
+        let (_, checked) = tokio::try_join!(
+            self.ensure_not_locked(subject.username, Factor::SecondFactor),
+            self.verify_second_factor(user_id, token, accept),
+        )?;
+        Ok(checked)
+    }
+
     /// Checks `token` against every device of `user_id` that counts and,
     /// when `accept` allows, its recovery codes; `None` when MFA is not
     /// enabled. Every device is checked (no early exit), so the time taken
@@ -121,11 +138,8 @@ impl Services {
         token: &str,
         accept: Accept,
     ) -> Result<Option<Checked>, Error> {
-        // Two reads at once: the login's latency is one of them.
-        let (devices, recovery_unused) = tokio::try_join!(
-            credentials::counting_for_user(self.db.reader(), user_id),
-            recovery_codes::count_unused(self.db.reader(), user_id),
-        )?;
+        let (devices, recovery_unused) =
+            credentials::counting_for_user(self.db.reader(), user_id).await?;
         if devices.is_empty() {
             return Ok(None);
         }

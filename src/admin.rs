@@ -99,7 +99,7 @@ fn username(name: &str) -> anyhow::Result<Username> {
 
 /// Records an operator action in the audit trail.
 async fn record<'e>(
-    ex: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    ex: impl db::sql::Executor<'e>,
     username: Option<&str>,
     user_id: Option<i64>,
     event: &'static str,

@@ -1,6 +1,7 @@
 //! Queries of the operator commands (`twofactor user …`, `rotate-key`).
 
-use sqlx::{Any, AnyConnection, Executor, Row};
+use super::Conn;
+use super::sql::{Executor, Row, query};
 
 use crate::auth::crypto::Sealed;
 
@@ -34,7 +35,7 @@ macro_rules! summary_sql {
     };
 }
 
-fn summary(r: &sqlx::any::AnyRow) -> Result<AccountSummary, sqlx::Error> {
+fn summary(r: &Row) -> Result<AccountSummary, sqlx::Error> {
     let default_device: i64 = r.try_get(2)?;
     let confirmed: i64 = r.try_get(3)?;
     Ok(AccountSummary {
@@ -51,11 +52,8 @@ fn summary(r: &sqlx::any::AnyRow) -> Result<AccountSummary, sqlx::Error> {
 }
 
 /// Every account, by username.
-pub async fn list<'e>(
-    ex: impl Executor<'e, Database = Any>,
-    now: i64,
-) -> Result<Vec<AccountSummary>, sqlx::Error> {
-    let rows = sqlx::query(concat!(summary_sql!(), " ORDER BY u.username_key"))
+pub async fn list<'e>(ex: impl Executor<'e>, now: i64) -> Result<Vec<AccountSummary>, sqlx::Error> {
+    let rows = query(concat!(summary_sql!(), " ORDER BY u.username_key"))
         .bind(now)
         .fetch_all(ex)
         .await?;
@@ -64,11 +62,11 @@ pub async fn list<'e>(
 
 /// One account by case-folded username.
 pub async fn show<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     username_key: &str,
     now: i64,
 ) -> Result<Option<AccountSummary>, sqlx::Error> {
-    let row = sqlx::query(concat!(summary_sql!(), " WHERE u.username_key = $2"))
+    let row = query(concat!(summary_sql!(), " WHERE u.username_key = $2"))
         .bind(now)
         .bind(username_key)
         .fetch_optional(ex)
@@ -78,13 +76,10 @@ pub async fn show<'e>(
 
 /// Deletes an account (its credential, codes, sessions and challenges go
 /// with it); false if there was none.
-pub async fn delete_user(
-    conn: &mut AnyConnection,
-    username_key: &str,
-) -> Result<bool, sqlx::Error> {
+pub async fn delete_user(conn: &mut Conn, username_key: &str) -> Result<bool, sqlx::Error> {
     // Explicit deletes rather than relying on ON DELETE CASCADE alone, so an
     // SQLite connection without foreign keys enabled leaves nothing behind.
-    let Some(row) = sqlx::query("SELECT id FROM users WHERE username_key = $1")
+    let Some(row) = query("SELECT id FROM users WHERE username_key = $1")
         .bind(username_key)
         .fetch_optional(&mut *conn)
         .await?
@@ -98,9 +93,9 @@ pub async fn delete_user(
         "DELETE FROM recovery_codes WHERE user_id = $1",
         "DELETE FROM totp_credentials WHERE user_id = $1",
     ] {
-        sqlx::query(sql).bind(id).execute(&mut *conn).await?;
+        query(sql).bind(id).execute(&mut *conn).await?;
     }
-    sqlx::query("DELETE FROM users WHERE id = $1")
+    query("DELETE FROM users WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)
         .await?;
@@ -108,11 +103,8 @@ pub async fn delete_user(
 }
 
 /// Forgets both lockout counters of a username.
-pub async fn unlock<'e>(
-    ex: impl Executor<'e, Database = Any>,
-    username_key: &str,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM throttles WHERE subject = $1")
+pub async fn unlock<'e>(ex: impl Executor<'e>, username_key: &str) -> Result<u64, sqlx::Error> {
+    let done = query("DELETE FROM throttles WHERE subject = $1")
         .bind(username_key)
         .execute(ex)
         .await?;
@@ -120,10 +112,8 @@ pub async fn unlock<'e>(
 }
 
 /// Every sealed secret (of every device) with its owner, for re-sealing under a new key.
-pub async fn sealed_secrets(
-    conn: &mut AnyConnection,
-) -> Result<Vec<(i64, i64, Sealed)>, sqlx::Error> {
-    let rows = sqlx::query("SELECT id, user_id, secret_nonce, secret_sealed FROM totp_credentials")
+pub async fn sealed_secrets(conn: &mut Conn) -> Result<Vec<(i64, i64, Sealed)>, sqlx::Error> {
+    let rows = query("SELECT id, user_id, secret_nonce, secret_sealed FROM totp_credentials")
         .fetch_all(conn)
         .await?;
     rows.iter()
@@ -141,8 +131,8 @@ pub async fn sealed_secrets(
 }
 
 /// Replaces one credential's sealed secret.
-pub async fn reseal(conn: &mut AnyConnection, id: i64, sealed: &Sealed) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE totp_credentials SET secret_nonce = $1, secret_sealed = $2 WHERE id = $3")
+pub async fn reseal(conn: &mut Conn, id: i64, sealed: &Sealed) -> Result<(), sqlx::Error> {
+    query("UPDATE totp_credentials SET secret_nonce = $1, secret_sealed = $2 WHERE id = $3")
         .bind(&sealed.nonce)
         .bind(&sealed.ciphertext)
         .bind(id)

@@ -1,6 +1,6 @@
 //! The `audit_events` table.
 
-use sqlx::{Any, Executor, Row};
+use super::sql::{Executor, Row, query};
 
 /// One event to record.
 pub struct NewEvent<'a> {
@@ -38,11 +38,8 @@ pub struct Event {
 }
 
 /// Records an event.
-pub async fn insert<'e>(
-    ex: impl Executor<'e, Database = Any>,
-    e: &NewEvent<'_>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+pub async fn insert<'e>(ex: impl Executor<'e>, e: &NewEvent<'_>) -> Result<(), sqlx::Error> {
+    query(
         "INSERT INTO audit_events (at, username, user_id, event, detail, client_addr, user_agent) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -58,7 +55,7 @@ pub async fn insert<'e>(
     .map(|_| ())
 }
 
-fn event(r: &sqlx::any::AnyRow) -> Result<Event, sqlx::Error> {
+fn event(r: &Row) -> Result<Event, sqlx::Error> {
     Ok(Event {
         at: r.try_get(0)?,
         username: r.try_get(1)?,
@@ -71,11 +68,11 @@ fn event(r: &sqlx::any::AnyRow) -> Result<Event, sqlx::Error> {
 
 /// The newest events of one account, newest first.
 pub async fn for_user<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     user_id: i64,
     limit: i64,
 ) -> Result<Vec<Event>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT at, username, event, detail, client_addr, user_agent FROM audit_events \
          WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
     )
@@ -88,12 +85,12 @@ pub async fn for_user<'e>(
 
 /// Events since `since`, optionally for one case-folded username, newest first.
 pub async fn search<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     username: Option<&str>,
     since: i64,
     limit: i64,
 ) -> Result<Vec<Event>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT at, username, event, detail, client_addr, user_agent FROM audit_events \
          WHERE at >= $1 AND ($2 IS NULL OR username = $2) ORDER BY at DESC, id DESC LIMIT $3",
     )

@@ -1,16 +1,17 @@
 //! The `mfa_challenges` table: the `mfa_token`s handed out by /login when a
 //! second factor is due, by hash, bound to their user, spent once.
 
-use sqlx::{Any, AnyConnection, Executor, Row};
+use super::Conn;
+use super::sql::{Executor, query};
 
 /// Stores a new challenge.
 pub async fn insert<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     token_hash: &[u8],
     user_id: i64,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO mfa_challenges (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
+    query("INSERT INTO mfa_challenges (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
         .bind(token_hash)
         .bind(user_id)
         .bind(expires_at)
@@ -21,28 +22,27 @@ pub async fn insert<'e>(
 
 /// The user an unexpired challenge belongs to.
 pub async fn find<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     token_hash: &[u8],
     now: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT user_id FROM mfa_challenges WHERE token_hash = $1 AND expires_at > $2")
-            .bind(token_hash)
-            .bind(now)
-            .fetch_optional(ex)
-            .await?;
+    let row = query("SELECT user_id FROM mfa_challenges WHERE token_hash = $1 AND expires_at > $2")
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(ex)
+        .await?;
     row.map(|r| r.try_get(0)).transpose()
 }
 
 /// The user an unexpired challenge belongs to, if that user is the one
 /// named `username_key` (one read for /login-2fa's two checks).
 pub async fn find_for<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     token_hash: &[u8],
     username_key: &str,
     now: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT c.user_id FROM mfa_challenges c JOIN users u ON u.id = c.user_id \
          WHERE c.token_hash = $1 AND c.expires_at > $2 AND u.username_key = $3",
     )
@@ -56,12 +56,12 @@ pub async fn find_for<'e>(
 
 /// Spends a challenge; false if it is gone, expired or someone else's.
 pub async fn spend(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     token_hash: &[u8],
     user_id: i64,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = query(
         "DELETE FROM mfa_challenges WHERE token_hash = $1 AND user_id = $2 AND expires_at > $3",
     )
     .bind(token_hash)
@@ -73,11 +73,8 @@ pub async fn spend(
 }
 
 /// Removes expired challenges.
-pub async fn purge_expired<'e>(
-    ex: impl Executor<'e, Database = Any>,
-    now: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM mfa_challenges WHERE expires_at <= $1")
+pub async fn purge_expired<'e>(ex: impl Executor<'e>, now: i64) -> Result<u64, sqlx::Error> {
+    let done = query("DELETE FROM mfa_challenges WHERE expires_at <= $1")
         .bind(now)
         .execute(ex)
         .await?;

@@ -8,7 +8,8 @@
 //! device added by POST /me/devices is *pending* until confirmed and ignored
 //! once its `pending_expires_at` has passed.
 
-use sqlx::{Any, AnyConnection, Executor, Row};
+use super::Conn;
+use super::sql::{Executor, Row, query};
 
 use crate::auth::crypto::Sealed;
 use crate::auth::totp::{Algorithm, TotpParams};
@@ -73,7 +74,7 @@ impl Credential {
     }
 }
 
-fn credential(r: &sqlx::any::AnyRow) -> Result<Credential, sqlx::Error> {
+fn credential(r: &Row) -> Result<Credential, sqlx::Error> {
     let algorithm: String = r.try_get(4)?;
     let digits: i64 = r.try_get(5)?;
     let period: i64 = r.try_get(6)?;
@@ -93,7 +94,7 @@ fn credential(r: &sqlx::any::AnyRow) -> Result<Credential, sqlx::Error> {
         last_step: r.try_get(7)?,
         confirmed_at: r.try_get(8)?,
         label: r.try_get(9)?,
-        is_default: r.try_get::<i64, _>(10)? == 1,
+        is_default: r.try_get::<i64>(10)? == 1,
         created_at: r.try_get(11)?,
         pending_expires_at: r.try_get(12)?,
         last_used_at: r.try_get(13)?,
@@ -111,13 +112,13 @@ fn corrupt(column: &'static str) -> sqlx::Error {
 /// Stores the default device of `user_id` (unconfirmed; its first accepted
 /// code on /login-2fa confirms it). A unique violation means it has one.
 pub async fn insert(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     user_id: i64,
     sealed: &Sealed,
     params: &TotpParams,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    query(
         "INSERT INTO totp_credentials \
          (user_id, label, is_default, secret_nonce, secret_sealed, algorithm, digits, period, \
           created_at) \
@@ -154,11 +155,8 @@ pub struct NewDevice<'a> {
 
 /// Stores a pending device and returns its id. A unique violation means the
 /// label is taken.
-pub async fn insert_pending(
-    conn: &mut AnyConnection,
-    d: &NewDevice<'_>,
-) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query(
+pub async fn insert_pending(conn: &mut Conn, d: &NewDevice<'_>) -> Result<i64, sqlx::Error> {
+    let row = query(
         "INSERT INTO totp_credentials \
          (user_id, label, is_default, secret_nonce, secret_sealed, algorithm, digits, period, \
           created_at, pending_expires_at) \
@@ -181,10 +179,10 @@ pub async fn insert_pending(
 /// The devices of `user_id` that count for login, oldest first, and how
 /// many unused recovery codes the account has (one read for /login-2fa).
 pub async fn counting_for_user<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     user_id: i64,
 ) -> Result<(Vec<Credential>, i64), sqlx::Error> {
-    let rows = sqlx::query(concat!(
+    let rows = query(concat!(
         column_list!(),
         ", (SELECT COUNT(*) FROM recovery_codes r \
             WHERE r.user_id = totp_credentials.user_id AND r.used_at IS NULL) \
@@ -205,11 +203,11 @@ pub async fn counting_for_user<'e>(
 
 /// Every device of `user_id` except expired pending ones, oldest first.
 pub async fn list_for_user<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     user_id: i64,
     now: i64,
 ) -> Result<Vec<Credential>, sqlx::Error> {
-    let rows = sqlx::query(concat!(
+    let rows = query(concat!(
         columns!(),
         "WHERE user_id = $1 AND (pending_expires_at IS NULL OR pending_expires_at > $2) \
          ORDER BY id"
@@ -223,10 +221,10 @@ pub async fn list_for_user<'e>(
 
 /// The default device of `user_id`, if it has one.
 pub async fn find_default<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     user_id: i64,
 ) -> Result<Option<Credential>, sqlx::Error> {
-    let row = sqlx::query(concat!(columns!(), "WHERE user_id = $1 AND is_default = 1"))
+    let row = query(concat!(columns!(), "WHERE user_id = $1 AND is_default = 1"))
         .bind(user_id)
         .fetch_optional(ex)
         .await?;
@@ -236,12 +234,12 @@ pub async fn find_default<'e>(
 /// Device `id` of `user_id` (not another user's), unless it is an expired
 /// pending one.
 pub async fn find<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     user_id: i64,
     id: i64,
     now: i64,
 ) -> Result<Option<Credential>, sqlx::Error> {
-    let row = sqlx::query(concat!(
+    let row = query(concat!(
         columns!(),
         "WHERE id = $1 AND user_id = $2 \
          AND (pending_expires_at IS NULL OR pending_expires_at > $3)"
@@ -255,11 +253,8 @@ pub async fn find<'e>(
 }
 
 /// How many devices of `user_id` count for login.
-pub async fn count_counting<'e>(
-    ex: impl Executor<'e, Database = Any>,
-    user_id: i64,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query(concat!(
+pub async fn count_counting<'e>(ex: impl Executor<'e>, user_id: i64) -> Result<i64, sqlx::Error> {
+    query(concat!(
         "SELECT COUNT(*) FROM totp_credentials WHERE user_id = $1 AND ",
         counts!()
     ))
@@ -270,11 +265,8 @@ pub async fn count_counting<'e>(
 }
 
 /// How many devices `user_id` has, pending ones included.
-pub async fn count_all<'e>(
-    ex: impl Executor<'e, Database = Any>,
-    user_id: i64,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT COUNT(*) FROM totp_credentials WHERE user_id = $1")
+pub async fn count_all<'e>(ex: impl Executor<'e>, user_id: i64) -> Result<i64, sqlx::Error> {
+    query("SELECT COUNT(*) FROM totp_credentials WHERE user_id = $1")
         .bind(user_id)
         .fetch_one(ex)
         .await?
@@ -286,14 +278,14 @@ pub async fn count_all<'e>(
 /// `confirm`, marks the device confirmed. False when another request used
 /// this or a later step first.
 pub async fn advance_step(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     credential_id: i64,
     step: i64,
     drift_steps: i64,
     confirm: bool,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = query(
         "UPDATE totp_credentials \
          SET last_step = $1, drift_steps = $2, last_used_at = $3, \
              confirmed_at = CASE WHEN $4 = 1 THEN COALESCE(confirmed_at, $3) ELSE confirmed_at END \
@@ -313,14 +305,14 @@ pub async fn advance_step(
 /// default) with its first code at `step`; false if it is gone, expired or
 /// already confirmed.
 pub async fn confirm_pending(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     user_id: i64,
     id: i64,
     step: i64,
     drift_steps: i64,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = query(
         "UPDATE totp_credentials \
          SET confirmed_at = $1, pending_expires_at = NULL, last_step = $2, drift_steps = $3 \
          WHERE id = $4 AND user_id = $5 AND confirmed_at IS NULL \
@@ -337,8 +329,8 @@ pub async fn confirm_pending(
 }
 
 /// Removes device `id` of `user_id`; false if there was none.
-pub async fn delete(conn: &mut AnyConnection, user_id: i64, id: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM totp_credentials WHERE id = $1 AND user_id = $2")
+pub async fn delete(conn: &mut Conn, user_id: i64, id: i64) -> Result<bool, sqlx::Error> {
+    let done = query("DELETE FROM totp_credentials WHERE id = $1 AND user_id = $2")
         .bind(id)
         .bind(user_id)
         .execute(conn)
@@ -348,8 +340,8 @@ pub async fn delete(conn: &mut AnyConnection, user_id: i64, id: i64) -> Result<b
 
 /// Erases every device of `user_id`, pending ones included; false if there
 /// was none.
-pub async fn delete_for_user(conn: &mut AnyConnection, user_id: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM totp_credentials WHERE user_id = $1")
+pub async fn delete_for_user(conn: &mut Conn, user_id: i64) -> Result<bool, sqlx::Error> {
+    let done = query("DELETE FROM totp_credentials WHERE user_id = $1")
         .bind(user_id)
         .execute(conn)
         .await?;
@@ -357,11 +349,8 @@ pub async fn delete_for_user(conn: &mut AnyConnection, user_id: i64) -> Result<b
 }
 
 /// Removes pending devices that expired before `now` (of every user).
-pub async fn purge_expired<'e>(
-    ex: impl Executor<'e, Database = Any>,
-    now: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+pub async fn purge_expired<'e>(ex: impl Executor<'e>, now: i64) -> Result<u64, sqlx::Error> {
+    let done = query(
         "DELETE FROM totp_credentials \
          WHERE confirmed_at IS NULL AND pending_expires_at IS NOT NULL AND pending_expires_at <= $1",
     )

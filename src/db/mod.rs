@@ -1,27 +1,33 @@
-//! All SQL lives under this module: free functions over a pool or an open
-//! transaction, the same statements for SQLite and PostgreSQL (through sqlx's
-//! `Any` driver; both accept `$n` placeholders). Migrations are embedded and
-//! applied at start.
+//! All SQL lives under this module: free functions over the readers or an
+//! open transaction, the same statements for SQLite and PostgreSQL (both
+//! accept `$n` placeholders), run through [`sql`]: sqlx's `Any` driver for
+//! PostgreSQL, rusqlite on the calling thread for SQLite. Migrations are
+//! embedded and applied at start (by sqlx, for both).
 
 pub mod admin;
 pub mod audit;
 pub mod challenges;
 pub mod credentials;
+pub mod lite;
 pub mod recovery_codes;
 pub mod sessions;
+pub mod sql;
 pub mod throttle;
 pub mod users;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use sqlx::AnyPool;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
 
-pub use writer::WriteTx;
+use lite::LitePool;
+use sql::{Ex, Executor};
+pub use writer::{Conn, WriteTx};
 use writer::{Group, Writer};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -66,7 +72,7 @@ impl Target {
 /// Connection pool limits.
 #[derive(Clone, Copy, Debug)]
 pub struct PoolSettings {
-    /// Most connections (PostgreSQL) or readers (SQLite, capped at 8).
+    /// Most connections (PostgreSQL; SQLite opens readers as threads need them).
     pub max_connections: u32,
     /// How long a request waits for a connection.
     pub acquire_timeout: Duration,
@@ -78,8 +84,26 @@ pub struct PoolSettings {
 /// on PostgreSQL both are the same pool.
 #[derive(Clone, Debug)]
 pub struct Db {
-    read: AnyPool,
+    read: Reader,
     write: Writer,
+}
+
+/// Where reads run: PostgreSQL's pool, or SQLite's readers.
+#[derive(Clone, Debug)]
+pub enum Reader {
+    /// PostgreSQL.
+    Any(AnyPool),
+    /// SQLite.
+    Lite(Arc<LitePool>),
+}
+
+impl<'e> Executor<'e> for &'e Reader {
+    fn into_ex(self) -> Ex<'e> {
+        match self {
+            Reader::Any(pool) => Ex::AnyPool(pool),
+            Reader::Lite(pool) => Ex::LitePool(pool),
+        }
+    }
 }
 
 impl Db {
@@ -93,8 +117,8 @@ impl Db {
         }
     }
 
-    /// The pool for queries that only read.
-    pub fn reader(&self) -> &AnyPool {
+    /// Where queries that only read run.
+    pub fn reader(&self) -> &Reader {
         &self.read
     }
 
@@ -106,7 +130,7 @@ impl Db {
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        self.read.execute("SELECT 1").await.map(|_| ())
+        sql::query("SELECT 1").execute(&self.read).await.map(|_| ())
     }
 }
 
@@ -118,42 +142,30 @@ async fn connect_sqlite(path: &Path, settings: PoolSettings) -> anyhow::Result<D
     let path = std::path::absolute(path).context("resolving the database path")?;
     let url = url_for_sqlite(&path)?;
     let options = AnyConnectOptions::from_str(&url).context("building the SQLite URL")?;
-    let pool = |max: u32| {
-        AnyPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(settings.acquire_timeout.max(Duration::from_secs(30)))
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    // WAL lets readers run beside the writer; FULL makes each
-                    // commit durable (fsync) before we answer 200/201. The
-                    // savepoints of group commit keep their undo copies in a
-                    // statement journal, which belongs in memory, not in a
-                    // temporary file.
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                         PRAGMA temp_store = MEMORY;",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            })
-    };
-    let write = pool(1)
-        .connect_with(options.clone())
-        .await
-        .with_context(|| format!("opening SQLite database {}", path.display()))?;
-    SQLITE_MIGRATIONS
-        .run(&write)
-        .await
-        .context("applying SQLite migrations")?;
-    let read = pool(4)
+    // sqlx applies the migrations (its bookkeeping table is the one older
+    // versions wrote); the service then runs on rusqlite connections.
+    let migrate = AnyPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(settings.acquire_timeout.max(Duration::from_secs(30)))
         .connect_with(options)
         .await
-        .context("opening SQLite readers")?;
+        .with_context(|| format!("opening SQLite database {}", path.display()))?;
+    sqlx::Executor::execute(
+        &migrate,
+        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;",
+    )
+    .await
+    .context("switching SQLite to WAL")?;
+    SQLITE_MIGRATIONS
+        .run(&migrate)
+        .await
+        .context("applying SQLite migrations")?;
+    migrate.close().await;
+    let writer = lite::open(&path, false)
+        .with_context(|| format!("opening SQLite database {}", path.display()))?;
     Ok(Db {
-        read,
-        write: Writer::Group(std::sync::Arc::new(Group::new(write))),
+        read: Reader::Lite(Arc::new(LitePool::new(path.clone()))),
+        write: Writer::Group(Arc::new(Group::new(path, writer))),
     })
 }
 
@@ -180,7 +192,7 @@ async fn connect_postgres(url: &str, settings: PoolSettings) -> anyhow::Result<D
         .await
         .context("applying PostgreSQL migrations")?;
     Ok(Db {
-        read: pool.clone(),
+        read: Reader::Any(pool.clone()),
         write: Writer::Pool(pool),
     })
 }

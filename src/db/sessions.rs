@@ -2,7 +2,8 @@
 //! public id (what `GET /me/sessions` shows and `DELETE /me/sessions/{id}`
 //! takes, never the token or its hash) and where they were opened from.
 
-use sqlx::{Any, AnyConnection, Executor, Row};
+use super::Conn;
+use super::sql::{Executor, query};
 
 /// Who a live session belongs to.
 pub struct SessionUser {
@@ -54,8 +55,8 @@ pub struct SessionInfo {
 }
 
 /// Stores a new session.
-pub async fn insert(conn: &mut AnyConnection, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
+pub async fn insert(conn: &mut Conn, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
+    query(
         "INSERT INTO sessions \
          (token_hash, public_id, user_id, created_at, expires_at, client_addr, user_agent) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -74,11 +75,11 @@ pub async fn insert(conn: &mut AnyConnection, s: &NewSession<'_>) -> Result<(), 
 
 /// The owner of an unexpired session.
 pub async fn find<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     token_hash: &[u8],
     now: i64,
 ) -> Result<Option<SessionUser>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT u.id, u.username, \
                 (SELECT COUNT(*) FROM totp_credentials c \
                  WHERE c.user_id = u.id AND (c.confirmed_at IS NOT NULL OR c.is_default = 1)), \
@@ -96,7 +97,7 @@ pub async fn find<'e>(
         Ok(SessionUser {
             user_id: r.try_get(0)?,
             username: r.try_get(1)?,
-            mfa_enabled: r.try_get::<i64, _>(2)? > 0,
+            mfa_enabled: r.try_get::<i64>(2)? > 0,
             session_id: r.try_get(3)?,
             recovery_unused: r.try_get(4)?,
         })
@@ -108,12 +109,12 @@ pub async fn find<'e>(
 /// `current_id` first (marked `current`), then newest first. Times have
 /// one-second resolution, so "newest" alone would not be a stable order.
 pub async fn list_for_user<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     user_id: i64,
     current_id: &str,
     now: i64,
 ) -> Result<Vec<SessionInfo>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT public_id, created_at, expires_at, client_addr, user_agent FROM sessions \
          WHERE user_id = $1 AND expires_at > $2 \
          ORDER BY CASE WHEN public_id = $3 THEN 0 ELSE 1 END, created_at DESC, public_id",
@@ -140,11 +141,11 @@ pub async fn list_for_user<'e>(
 
 /// Ends an unexpired session; false if there was none.
 pub async fn delete<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     token_hash: &[u8],
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+    let done = query("DELETE FROM sessions WHERE token_hash = $1 AND expires_at > $2")
         .bind(token_hash)
         .bind(now)
         .execute(ex)
@@ -155,30 +156,29 @@ pub async fn delete<'e>(
 /// Ends the unexpired session `public_id` of `user_id`; false if there is
 /// none (or it is someone else's).
 pub async fn delete_by_public_id(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     user_id: i64,
     public_id: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM sessions WHERE public_id = $1 AND user_id = $2 AND expires_at > $3",
-    )
-    .bind(public_id)
-    .bind(user_id)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    let done =
+        query("DELETE FROM sessions WHERE public_id = $1 AND user_id = $2 AND expires_at > $3")
+            .bind(public_id)
+            .bind(user_id)
+            .bind(now)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// Ends every session of `user_id` except the one with `keep_public_id`;
 /// returns how many.
 pub async fn delete_others(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     user_id: i64,
     keep_public_id: &str,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND public_id <> $2")
+    let done = query("DELETE FROM sessions WHERE user_id = $1 AND public_id <> $2")
         .bind(user_id)
         .bind(keep_public_id)
         .execute(conn)
@@ -187,11 +187,8 @@ pub async fn delete_others(
 }
 
 /// Removes expired sessions.
-pub async fn purge_expired<'e>(
-    ex: impl Executor<'e, Database = Any>,
-    now: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+pub async fn purge_expired<'e>(ex: impl Executor<'e>, now: i64) -> Result<u64, sqlx::Error> {
+    let done = query("DELETE FROM sessions WHERE expires_at <= $1")
         .bind(now)
         .execute(ex)
         .await?;

@@ -2,7 +2,8 @@
 //! (case-folded username, factor). Counting happens inside the transaction
 //! that settles an attempt, so concurrent guesses cannot slip past the limit.
 
-use sqlx::{Any, AnyConnection, Executor, Row};
+use super::Conn;
+use super::sql::{Executor, query};
 
 use crate::auth::lockout::Factor;
 
@@ -17,17 +18,16 @@ pub struct State {
 
 /// Reads a counter (absent = zero).
 pub async fn get<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     subject: &str,
     factor: Factor,
 ) -> Result<State, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT failures, locked_until FROM throttles WHERE subject = $1 AND factor = $2",
-    )
-    .bind(subject)
-    .bind(factor.as_str())
-    .fetch_optional(ex)
-    .await?;
+    let row =
+        query("SELECT failures, locked_until FROM throttles WHERE subject = $1 AND factor = $2")
+            .bind(subject)
+            .bind(factor.as_str())
+            .fetch_optional(ex)
+            .await?;
     Ok(match row {
         Some(r) => State {
             failures: r.try_get(0)?,
@@ -40,12 +40,12 @@ pub async fn get<'e>(
 /// Counts one failure and returns the new state. The row is written (and on
 /// PostgreSQL locked) first, so the caller's transaction sees a settled count.
 pub async fn count_failure(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     subject: &str,
     factor: Factor,
     now: i64,
 ) -> Result<State, sqlx::Error> {
-    let r = sqlx::query(
+    let r = query(
         "INSERT INTO throttles (subject, factor, failures, locked_until, updated_at) \
          VALUES ($1, $2, 1, 0, $3) \
          ON CONFLICT (subject, factor) DO UPDATE \
@@ -65,12 +65,12 @@ pub async fn count_failure(
 
 /// Sets the lock expiry of a counter.
 pub async fn lock(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     subject: &str,
     factor: Factor,
     until: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE throttles SET locked_until = $1 WHERE subject = $2 AND factor = $3")
+    query("UPDATE throttles SET locked_until = $1 WHERE subject = $2 AND factor = $3")
         .bind(until)
         .bind(subject)
         .bind(factor.as_str())
@@ -84,12 +84,12 @@ pub async fn lock(
 /// on PostgreSQL also waits for and then holds the counter's row lock, so a
 /// lock set by a concurrent failure is seen.
 pub async fn clear(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     subject: &str,
     factor: Factor,
     now: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = query(
         "UPDATE throttles \
          SET failures = CASE WHEN locked_until > $3 THEN failures ELSE 0 END, \
              updated_at = CASE WHEN locked_until > $3 THEN updated_at ELSE $3 END \
@@ -106,11 +106,11 @@ pub async fn clear(
 
 /// Forgets a counter (after a success).
 pub async fn reset<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     subject: &str,
     factor: Factor,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM throttles WHERE subject = $1 AND factor = $2")
+    query("DELETE FROM throttles WHERE subject = $1 AND factor = $2")
         .bind(subject)
         .bind(factor.as_str())
         .execute(ex)
@@ -121,11 +121,11 @@ pub async fn reset<'e>(
 /// Forgets counters untouched since `before` whose lock has ended, so
 /// guesses at unknown usernames don't accumulate rows forever.
 pub async fn purge_stale<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     before: i64,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM throttles WHERE updated_at < $1 AND locked_until <= $2")
+    let done = query("DELETE FROM throttles WHERE updated_at < $1 AND locked_until <= $2")
         .bind(before)
         .bind(now)
         .execute(ex)

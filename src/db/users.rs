@@ -1,6 +1,7 @@
 //! The `users` table.
 
-use sqlx::{Any, AnyConnection, Executor, Row};
+use super::Conn;
+use super::sql::{Executor, query};
 
 /// An account as the login flows need it.
 #[derive(Debug)]
@@ -18,13 +19,13 @@ pub struct User {
 
 /// Inserts an account and returns its id.
 pub async fn insert(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     username: &str,
     username_key: &str,
     password_hash: &str,
     now: i64,
 ) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query(
+    let row = query(
         "INSERT INTO users (username, username_key, password_hash, created_at) \
          VALUES ($1, $2, $3, $4) RETURNING id",
     )
@@ -39,10 +40,10 @@ pub async fn insert(
 
 /// Looks an account up by its case-folded username.
 pub async fn find_by_key<'e>(
-    ex: impl Executor<'e, Database = Any>,
+    ex: impl Executor<'e>,
     username_key: &str,
 ) -> Result<Option<User>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT u.id, u.username, u.password_hash, \
                 (SELECT COUNT(*) FROM totp_credentials c \
                  WHERE c.user_id = u.id AND (c.confirmed_at IS NOT NULL OR c.is_default = 1)) \
@@ -56,7 +57,7 @@ pub async fn find_by_key<'e>(
             id: r.try_get(0)?,
             username: r.try_get(1)?,
             password_hash: r.try_get(2)?,
-            mfa_enabled: r.try_get::<i64, _>(3)? > 0,
+            mfa_enabled: r.try_get::<i64>(3)? > 0,
         })
     })
     .transpose()
@@ -64,11 +65,11 @@ pub async fn find_by_key<'e>(
 
 /// Replaces the password hash of `user_id`.
 pub async fn set_password_hash(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     user_id: i64,
     password_hash: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+    query("UPDATE users SET password_hash = $1 WHERE id = $2")
         .bind(password_hash)
         .bind(user_id)
         .execute(conn)
@@ -79,8 +80,8 @@ pub async fn set_password_hash(
 /// Takes the row lock of `user_id` for the rest of the transaction (on
 /// PostgreSQL; SQLite has one writer anyway), so changes to one account's
 /// devices that check a count first are made one after another.
-pub async fn lock(conn: &mut AnyConnection, user_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET id = id WHERE id = $1")
+pub async fn lock(conn: &mut Conn, user_id: i64) -> Result<(), sqlx::Error> {
+    query("UPDATE users SET id = id WHERE id = $1")
         .bind(user_id)
         .execute(conn)
         .await

@@ -5,24 +5,29 @@
 //!
 //! SQLite has one writer, and each commit waits for an fsync (WAL with
 //! `synchronous=FULL`), so committing every request on its own caps the
-//! service at one fsync per request. Here each logical transaction runs as a
+//! service at one fsync per request. Here each logical transaction is a
 //! SAVEPOINT inside a physical transaction shared with the transactions
-//! queued behind it (each nested in the one before, so that committing one
-//! costs no statement). The physical COMMIT — one fsync for the whole group —
-//! is issued by whoever releases the connection when nobody else is waiting
-//! for it, or when the group is full. [`WriteTx::commit`] returns only after
-//! that COMMIT, so nothing is acknowledged before it is on disk. A logical
-//! transaction that fails or is dropped is rolled back to its savepoint
-//! without touching the others; if the physical transaction itself fails,
-//! every transaction of the group gets an error and none is acknowledged.
+//! queued behind it. Its statements run on the calling task, in
+//! microseconds ([`super::lite`]). The physical COMMIT — one fsync for the
+//! whole group, on the blocking pool — is issued by whoever releases the
+//! connection when nobody else is waiting for it, or when the group is
+//! full. [`WriteTx::commit`] returns only after that COMMIT, so nothing is
+//! acknowledged before it is on disk. A logical transaction that fails or
+//! is dropped is rolled back to its savepoint without touching the others;
+//! if the physical transaction itself fails, every transaction of the group
+//! gets an error and none is acknowledged.
 
 use std::ops::{Deref, DerefMut};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
+use rusqlite::Connection;
+use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+
+use super::lite;
+use super::sql::Ex;
 
 /// Most logical transactions committed by one fsync; bounds the wait of the
 /// first of them.
@@ -31,6 +36,11 @@ const MAX_GROUP: usize = 128;
 /// An open write transaction; pass `&mut *tx` to the `db` functions, then
 /// [`commit`](WriteTx::commit). Dropping it rolls it back.
 pub struct WriteTx {
+    conn: Conn,
+}
+
+/// The connection of an open write transaction, as the `db` functions take it.
+pub struct Conn {
     inner: Inner,
 }
 
@@ -43,7 +53,7 @@ impl WriteTx {
     /// Makes the transaction durable; on SQLite, returns once the group
     /// it joined has been committed to disk.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self.inner {
+        match self.conn.inner {
             Inner::Pool(tx) => tx.commit().await,
             Inner::Group(held) => held.commit().await,
         }
@@ -51,21 +61,25 @@ impl WriteTx {
 }
 
 impl Deref for WriteTx {
-    type Target = AnyConnection;
+    type Target = Conn;
 
-    fn deref(&self) -> &AnyConnection {
-        match &self.inner {
-            Inner::Pool(tx) => tx,
-            Inner::Group(held) => &held.parts().conn,
-        }
+    fn deref(&self) -> &Conn {
+        &self.conn
     }
 }
 
 impl DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+}
+
+impl Conn {
+    /// Where the `db` functions run their statements.
+    pub(super) fn ex(&mut self) -> Ex<'_> {
         match &mut self.inner {
-            Inner::Pool(tx) => tx,
-            Inner::Group(held) => &mut held.parts_mut().conn,
+            Inner::Pool(tx) => Ex::AnyConn(tx),
+            Inner::Group(held) => Ex::LiteConn(held.conn()),
         }
     }
 }
@@ -75,7 +89,7 @@ impl DerefMut for WriteTx {
 pub enum Writer {
     /// Pooled transactions.
     Pool(AnyPool),
-    /// Group commit over the pool's single connection.
+    /// Group commit over one connection.
     Group(Arc<Group>),
 }
 
@@ -86,14 +100,16 @@ impl Writer {
             Writer::Pool(pool) => Inner::Pool(pool.begin().await?),
             Writer::Group(group) => Inner::Group(Group::begin(group).await?),
         };
-        Ok(WriteTx { inner })
+        Ok(WriteTx {
+            conn: Conn { inner },
+        })
     }
 }
 
 /// The SQLite writer connection and the group being committed.
 #[derive(Debug)]
 pub struct Group {
-    pool: AnyPool,
+    path: PathBuf,
     state: Arc<Mutex<State>>,
     /// Tasks waiting for `state`: while there are any, a releasing
     /// transaction leaves the COMMIT to them.
@@ -102,8 +118,9 @@ pub struct Group {
 
 #[derive(Debug, Default)]
 struct State {
-    /// The connection, between holders.
-    conn: Option<PoolConnection<Any>>,
+    /// The connection; `None` only while a COMMIT runs on the blocking
+    /// pool, or after it was lost there (it is then reopened).
+    conn: Option<Connection>,
     /// A physical transaction is open.
     open: bool,
     /// Logical transactions released into the open one, awaiting its COMMIT.
@@ -111,11 +128,14 @@ struct State {
 }
 
 impl Group {
-    /// Group commit over `pool`, which must hold exactly one connection.
-    pub fn new(pool: AnyPool) -> Group {
+    /// Group commit over `conn`, the one writer of the database at `path`.
+    pub fn new(path: PathBuf, conn: Connection) -> Group {
         Group {
-            pool,
-            state: Arc::default(),
+            path,
+            state: Arc::new(Mutex::new(State {
+                conn: Some(conn),
+                ..State::default()
+            })),
             waiting: AtomicUsize::new(0),
         }
     }
@@ -131,34 +151,36 @@ impl Group {
 
     async fn begin(group: &Arc<Group>) -> Result<Held, sqlx::Error> {
         let mut state = Group::lock(group).await;
-        let conn = match state.conn.take() {
-            Some(conn) => conn,
-            None => group.pool.acquire().await?,
-        };
-        let begin = if state.open {
-            "SAVEPOINT tx"
-        } else {
-            "BEGIN IMMEDIATE; SAVEPOINT tx"
-        };
-        // Marked before the statement runs: if this request is cancelled
-        // meanwhile, dropping `held` undoes whatever of it took effect.
-        state.open = true;
+        if state.conn.is_none() {
+            state.conn = Some(lite::open(&group.path, false).map_err(lite::into_sqlx)?);
+        }
         let mut held = Held {
             group: group.clone(),
-            parts: Some(Parts { state, conn }),
-            savepoint: true,
+            state: Some(state),
+            savepoint: false,
         };
-        held.parts_mut().conn.execute(begin).await?;
+        let state = held.state();
+        if !state.open {
+            // Takes the write lock now, so the statements that follow never
+            // wait for it (another process, e.g. an operator command, may
+            // hold it briefly).
+            conn_of(state)
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(lite::into_sqlx)?;
+            state.open = true;
+        }
+        conn_of(state)
+            .execute_batch("SAVEPOINT tx")
+            .map_err(lite::into_sqlx)?;
+        held.savepoint = true;
         Ok(held)
     }
 
     /// Takes the connection only to settle a group that a waiter, which
     /// gave up, was expected to commit.
     async fn settle(group: Arc<Group>) {
-        let mut state = Group::lock(&group).await;
-        if let Some(conn) = state.conn.take() {
-            Parts { state, conn }.release(&group).await;
-        }
+        let state = Group::lock(&group).await;
+        release(&group, state);
     }
 }
 
@@ -170,47 +192,48 @@ struct Queued(Arc<Group>);
 impl Drop for Queued {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::SeqCst);
-        spawn(Group::settle(self.0.clone()));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(Group::settle(self.0.clone()));
+        }
     }
 }
 
 /// The connection, held by one logical transaction. Dropped before its
-/// commit, it rolls back to its savepoint (on a task of its own, since
-/// that needs the connection) and hands the connection on.
+/// commit, it rolls back to its savepoint and hands the connection on.
 struct Held {
     group: Arc<Group>,
     // `None` only once handed on.
-    parts: Option<Parts>,
-    /// The logical transaction's savepoint may be open.
+    state: Option<OwnedMutexGuard<State>>,
+    /// The logical transaction's savepoint is open.
     savepoint: bool,
 }
 
-struct Parts {
-    state: OwnedMutexGuard<State>,
-    conn: PoolConnection<Any>,
+fn conn_of(state: &mut State) -> &mut Connection {
+    state.conn.as_mut().expect("present while held")
 }
 
 impl Held {
-    fn parts(&self) -> &Parts {
-        self.parts.as_ref().expect("held until commit or drop")
+    fn state(&mut self) -> &mut State {
+        self.state.as_mut().expect("held until commit or drop")
     }
 
-    fn parts_mut(&mut self) -> &mut Parts {
-        self.parts.as_mut().expect("held until commit or drop")
+    fn conn(&mut self) -> &mut Connection {
+        conn_of(self.state())
     }
 
     async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let Some(mut parts) = self.parts.take() else {
+        let Some(mut state) = self.state.take() else {
             return Err(group_failed());
         };
-        let group = self.group.clone();
-        // The savepoint stays open: the next transaction's nests inside it,
-        // and the group's COMMIT releases them all. Releasing it here would
-        // cost a round trip to the connection's thread per transaction.
+        if let Err(e) = conn_of(&mut state).execute_batch("RELEASE tx") {
+            tracing::error!(error = %e, "releasing a savepoint failed");
+            fail(&mut state);
+            release(&self.group, state);
+            return Err(group_failed());
+        }
         let (done, committed) = oneshot::channel();
-        parts.state.pending.push(done);
-        // On a task of its own, so a cancelled request can't cut a COMMIT short.
-        spawn(async move { parts.release(&group).await });
+        state.pending.push(done);
+        release(&self.group, state);
         match committed.await {
             Ok(true) => Ok(()),
             _ => Err(group_failed()),
@@ -220,62 +243,96 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if let Some(mut parts) = self.parts.take() {
-            let (group, savepoint) = (self.group.clone(), self.savepoint);
-            spawn(async move {
-                if savepoint && let Err(e) = parts.conn.execute("ROLLBACK TO tx; RELEASE tx").await
-                {
-                    tracing::error!(error = %e, "rolling back to a savepoint failed");
-                    parts.fail().await;
-                }
-                parts.release(&group).await;
-            });
+        if let Some(mut state) = self.state.take() {
+            if self.savepoint
+                && let Err(e) = conn_of(&mut state).execute_batch("ROLLBACK TO tx; RELEASE tx")
+            {
+                // SQLite may already have rolled the whole transaction back
+                // (e.g. a full disk): the group is lost either way.
+                tracing::error!(error = %e, "rolling back to a savepoint failed");
+                fail(&mut state);
+            }
+            release(&self.group, state);
         }
     }
 }
 
-impl Parts {
-    /// Hands the connection on: to the next waiting transaction, which joins
-    /// the open group, or — when nobody waits or the group is full — after
-    /// committing the group.
-    async fn release(mut self, group: &Group) {
-        let alone = group.waiting.load(Ordering::SeqCst) == 0;
-        if self.state.open && (alone || self.state.pending.len() >= MAX_GROUP) {
-            let committed = match self.conn.execute("COMMIT").await {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::error!(error = %e, "group commit failed");
-                    let _ = self.conn.execute("ROLLBACK").await;
-                    false
-                }
-            };
-            self.finish(committed);
-        }
-        self.state.conn = Some(self.conn);
+/// Hands the connection on: to the next waiting transaction, which joins the
+/// open group, or — when nobody waits or the group is full — after
+/// committing the group (on a task of its own, so that a cancelled request
+/// can't cut a COMMIT short).
+fn release(group: &Group, state: OwnedMutexGuard<State>) {
+    let alone = group.waiting.load(Ordering::SeqCst) == 0;
+    if !(state.open && (alone || state.pending.len() >= MAX_GROUP)) {
+        return;
     }
-
-    /// Ends a physical transaction left in an unknown state by an error:
-    /// the whole group is rolled back and its members told.
-    async fn fail(&mut self) {
-        if self.state.open {
-            let _ = self.conn.execute("ROLLBACK").await;
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(commit_group(state));
         }
-        self.finish(false);
-    }
-
-    fn finish(&mut self, committed: bool) {
-        self.state.open = false;
-        for done in self.state.pending.drain(..) {
-            let _ = done.send(committed);
+        // No runtime: the process is ending; commit here rather than leave
+        // the group open.
+        Err(_) => {
+            let mut state = state;
+            let result = commit(conn_of(&mut state));
+            finish(&mut state, result);
         }
     }
 }
 
-/// Runs `task` on the current runtime; without one (the process is ending)
-/// there is nothing left to settle.
-fn spawn(task: impl Future<Output = ()> + Send + 'static) {
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(task);
+/// COMMITs the open group on the blocking pool (the fsync), then tells its
+/// members.
+async fn commit_group(mut state: OwnedMutexGuard<State>) {
+    let Some(mut conn) = state.conn.take() else {
+        finish(&mut state, false);
+        return;
+    };
+    let joined = tokio::task::spawn_blocking(move || {
+        let result = commit(&mut conn);
+        (conn, result)
+    })
+    .await;
+    match joined {
+        Ok((conn, result)) => {
+            state.conn = Some(conn);
+            finish(&mut state, result);
+        }
+        Err(e) => {
+            // The connection went with the task (dropping it rolled the
+            // transaction back); the next transaction opens a new one.
+            tracing::error!(error = %e, "group commit task failed");
+            finish(&mut state, false);
+        }
+    }
+}
+
+/// COMMIT, or on failure ROLLBACK; true if committed.
+fn commit(conn: &mut Connection) -> bool {
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed");
+            let _ = conn.execute_batch("ROLLBACK");
+            false
+        }
+    }
+}
+
+/// Ends a physical transaction left in an unknown state by an error: the
+/// whole group is rolled back and its members told.
+fn fail(state: &mut State) {
+    if state.open
+        && let Some(conn) = state.conn.as_mut()
+    {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    finish(state, false);
+}
+
+fn finish(state: &mut State, committed: bool) {
+    state.open = false;
+    for done in state.pending.drain(..) {
+        let _ = done.send(committed);
     }
 }
 

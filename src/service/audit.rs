@@ -1,6 +1,6 @@
 //! Recording security events in the audit trail, with who and where from.
 
-use sqlx::{Any, Executor};
+use crate::db::sql::Executor;
 
 use super::Services;
 use crate::db::audit::{self, NewEvent};
@@ -39,7 +39,7 @@ impl Services {
     /// event commits with what it describes, or a pool).
     pub async fn audit<'e>(
         &self,
-        ex: impl Executor<'e, Database = Any>,
+        ex: impl Executor<'e>,
         client: &Client,
         subject: Subject<'_>,
         event: &'static str,

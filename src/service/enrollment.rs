@@ -1,6 +1,6 @@
 //! TOTP enrollment: a new sealed secret and a new set of recovery codes.
 
-use sqlx::AnyConnection;
+use crate::db::Conn;
 use zeroize::Zeroizing;
 
 use super::Services;
@@ -21,7 +21,7 @@ impl Services {
     /// a credential.
     pub async fn enroll(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Conn,
         user_id: i64,
         username: &str,
     ) -> Result<Enrollment, Error> {

@@ -91,7 +91,7 @@ impl Services {
     /// Records the start of a lockout of `seconds`.
     pub(super) async fn audit_lockout<'e>(
         &self,
-        ex: impl sqlx::Executor<'e, Database = sqlx::Any>,
+        ex: impl crate::db::sql::Executor<'e>,
         client: &Client,
         subject: Subject<'_>,
         factor: Factor,

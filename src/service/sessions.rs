@@ -1,6 +1,6 @@
 //! Issuing session tokens and MFA challenges.
 
-use sqlx::AnyConnection;
+use crate::db::Conn;
 
 use super::{Client, Services};
 use crate::auth::crypto::fill_random;
@@ -23,7 +23,7 @@ impl Services {
     /// the token.
     pub async fn issue_session(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Conn,
         user_id: i64,
         client: &Client,
     ) -> Result<IssuedToken, Error> {
@@ -52,7 +52,7 @@ impl Services {
     /// /login) inside `conn`'s transaction.
     pub async fn issue_challenge(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Conn,
         user_id: i64,
     ) -> Result<IssuedToken, Error> {
         let issued = tokens::issue();

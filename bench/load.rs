@@ -19,12 +19,24 @@ pub struct Report {
     pub exhausted: u64,
     /// Only when counted (`BENCH_STATUSES=1`).
     pub statuses: BTreeMap<String, u64>,
+    /// CPU seconds wrk used (user + system), from the shell's `times`.
+    #[serde(skip)]
+    pub wrk_cpu: f64,
+    /// CPU seconds the server used meanwhile (filled in by the caller).
+    #[serde(skip)]
+    pub server_cpu: f64,
 }
 
 impl Report {
     /// Requests per second over the whole run.
     pub fn rps(&self) -> f64 {
         self.requests as f64 / (self.micros.max(1) as f64 / 1e6)
+    }
+
+    /// CPU µs per request of the server and of wrk.
+    pub fn cpu_per_request(&self) -> (f64, f64) {
+        let n = self.requests.max(1) as f64;
+        (self.server_cpu * 1e6 / n, self.wrk_cpu * 1e6 / n)
     }
 }
 
@@ -43,7 +55,11 @@ pub struct Load<'a> {
 impl Load<'_> {
     /// Starts wrk; `finish` waits for it and parses its report.
     pub fn spawn(&self, script: &Path) -> anyhow::Result<std::process::Child> {
-        Command::new("wrk")
+        // bash's `times` prints the CPU time wrk used once it has exited.
+        Command::new("bash")
+            .arg("-c")
+            .arg(r#"wrk "$@" && times"#)
+            .arg("wrk")
             .arg(format!("-t{}", self.threads))
             .arg(format!("-c{}", self.connections))
             .arg(format!("-d{}s", self.seconds))
@@ -78,5 +94,24 @@ pub fn finish(child: std::process::Child) -> anyhow::Result<Report> {
         .lines()
         .find_map(|l| l.strip_prefix("BENCH "))
         .with_context(|| format!("no BENCH line in wrk output: {text}"))?;
-    serde_json::from_str(line).with_context(|| format!("parsing {line}"))
+    let mut report: Report =
+        serde_json::from_str(line).with_context(|| format!("parsing {line}"))?;
+    // `times` prints the shell's own user/system time, then its children's.
+    if let Some(children) = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("m") && l.ends_with('s'))
+    {
+        report.wrk_cpu = children
+            .split_whitespace()
+            .filter_map(minutes_seconds)
+            .sum();
+    }
+    Ok(report)
+}
+
+/// `1m2.500s` → 62.5.
+fn minutes_seconds(text: &str) -> Option<f64> {
+    let (m, s) = text.strip_suffix('s')?.split_once('m')?;
+    Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
 }

@@ -136,11 +136,14 @@ async fn run_backend(
         let perf = args
             .perf
             .then(|| profile(server.pid(), &dir.join(format!("{name}.perf.data"))));
+        let cpu = server.cpu_seconds()?;
         let report = load.run(script);
         if let Some(perf) = perf {
             stop_profile(perf?)?;
         }
-        report
+        let mut report = report?;
+        report.server_cpu = server.cpu_seconds()? - cpu;
+        Ok(report)
     };
     eprintln!("bench: GET /healthz");
     let ceiling = profiled("healthz", load("GET", "/healthz", args.connections, vec![]))?;
@@ -168,6 +171,7 @@ async fn run_backend(
     let body =
         serde_json::json!({"username": "bench_flood", "password": seed::PASSWORD}).to_string();
     let flood_env = vec![("BENCH_BODY", body), ("BENCH_STATUSES", "1".to_owned())];
+    let cpu = server.cpu_seconds()?;
     let flood = load("POST", "/login", args.flood_connections, flood_env).spawn(script)?;
     // The probe samples every 5 ms rather than loading the server itself.
     let probe_env = vec![("BENCH_DELAY_MS", "5".to_owned())];
@@ -176,8 +180,9 @@ async fn run_backend(
         ..load("GET", "/healthz", 1, probe_env)
     }
     .spawn(script)?;
-    let flood = load::finish(flood)?;
+    let mut flood = load::finish(flood)?;
     let flood_healthz = load::finish(probe)?;
+    flood.server_cpu = server.cpu_seconds()? - cpu;
     let peak_rss_mib = server.peak_rss_mib()?;
     server.stop()?;
     Ok(Figures {
@@ -196,7 +201,7 @@ fn profile(pid: u32, out: &Path) -> anyhow::Result<std::process::Child> {
         .args([
             "record",
             "-F",
-            "999",
+            "4999",
             "-g",
             "-q",
             "-p",
@@ -224,9 +229,9 @@ fn ms(us: u64) -> String {
 fn print_table(args: &Args, rows: &[(&str, Figures)]) {
     let c = args.connections;
     println!(
-        "| Backend | Scenario | Conns | req/s | p50 ms | p99 ms | vs ceiling | Target | Notes |"
+        "| Backend | Scenario | Conns | req/s | p50 ms | p99 ms | vs ceiling | CPU µs/req server + wrk | Target | Notes |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (backend, f) in rows {
         let ceiling = f.ceiling.rps();
         let ratio = |r: &Report| format!("{:.0}%", 100.0 * r.rps() / ceiling);
@@ -236,8 +241,9 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
                     vs: String,
                     target: String,
                     notes: String| {
+            let (server, wrk) = r.cpu_per_request();
             println!(
-                "| {backend} | {name} | {conns} | {:.0} | {} | {} | {vs} | {target} | {notes} |",
+                "| {backend} | {name} | {conns} | {:.0} | {} | {} | {vs} | {server:.0} + {wrk:.0} | {target} | {notes} |",
                 r.rps(),
                 ms(r.p50_us),
                 ms(r.p99_us)

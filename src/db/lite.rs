@@ -22,29 +22,61 @@ use super::sql::{Arg, Value};
 /// none is ever prepared twice.
 const STATEMENT_CACHE: usize = 128;
 
+/// How long a reader waits for a lock, and the writer for the write lock
+/// (held briefly by another process, e.g. an operator command).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Idle readers kept open. Readers are only held for one statement, so at
 /// most one per thread is in use at once.
 const MAX_IDLE_READERS: usize = 16;
 
+/// What a connection is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The one writer ([`super::writer`]).
+    Writer,
+    /// A reader of [`LitePool`].
+    Reader,
+    /// The checkpointer ([`super::checkpoint`]).
+    Checkpointer,
+}
+
 /// Opens a connection with the service's settings: WAL (readers run beside
 /// the writer), `synchronous=FULL` (a COMMIT is on disk when it returns),
 /// foreign keys, and the savepoints' statement journal in memory.
-pub fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+pub fn open(path: &Path, role: Role) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
          PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
     )?;
-    if read_only {
-        // A write sent to a reader would bypass group commit: refuse it.
-        conn.execute_batch("PRAGMA query_only = ON;")?;
+    match role {
+        // The writer never sleeps inside SQLite (it runs on tokio's
+        // workers): it takes the write lock up front and retries that on a
+        // timer. Nor does it checkpoint inside a COMMIT, which would hold
+        // up every transaction of the next group ([`super::checkpoint`]).
+        Role::Writer => {
+            // rusqlite sets a 5 s busy timeout on every connection it opens.
+            conn.busy_timeout(Duration::ZERO)?;
+            conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        }
+        Role::Reader => {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            // A write sent to a reader would bypass group commit: refuse it.
+            conn.execute_batch("PRAGMA query_only = ON;")?;
+        }
+        Role::Checkpointer => conn.busy_timeout(BUSY_TIMEOUT)?,
     }
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// SQLITE_BUSY: another connection holds the lock.
+pub fn is_busy(err: &rusqlite::Error) -> bool {
+    err.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
 }
 
 /// Connections for reads, each lent for one statement.
@@ -71,7 +103,7 @@ impl LitePool {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut conn = match idle {
             Some(conn) => conn,
-            None => open(&self.path, true).map_err(into_sqlx)?,
+            None => open(&self.path, Role::Reader).map_err(into_sqlx)?,
         };
         let result = f(&mut conn);
         if let Ok(mut idle) = self.idle.lock()
@@ -125,13 +157,14 @@ pub fn run(
     if stmt.column_count() == 0 {
         return stmt.raw_execute().map(|n| n as u64);
     }
-    // What an INSERT/UPDATE/DELETE … RETURNING changed (0 for a SELECT).
-    let before = conn.total_changes();
     let mut rows = stmt.raw_query();
     while let Some(row) = rows.next()? {
         each(row)?;
     }
-    Ok(conn.total_changes() - before)
+    drop(rows);
+    // What an INSERT/UPDATE/DELETE … RETURNING changed (rows it touched
+    // itself, not cascades, as on PostgreSQL).
+    Ok(if stmt.readonly() { 0 } else { conn.changes() })
 }
 
 /// A row's columns as owned values.
@@ -156,7 +189,8 @@ pub fn values(row: &rusqlite::Row<'_>) -> rusqlite::Result<Vec<Value>> {
 #[error("{message}")]
 pub struct LiteError {
     message: String,
-    /// SQLite's primary result code (`SQLITE_BUSY` is 5).
+    /// SQLite's primary result code (`SQLITE_BUSY` is 5), which is what
+    /// [`super::is_unavailable`] reads.
     code: Option<i32>,
     /// The extended result code (`SQLITE_CONSTRAINT_UNIQUE` is 2067).
     extended: Option<i32>,
@@ -165,7 +199,9 @@ pub struct LiteError {
 /// Converts a rusqlite error; the message is SQLite's (never a bound value).
 pub fn into_sqlx(err: rusqlite::Error) -> sqlx::Error {
     let (code, extended) = match &err {
-        rusqlite::Error::SqliteFailure(e, _) => (Some(e.code as i32), Some(e.extended_code)),
+        rusqlite::Error::SqliteFailure(e, _) => {
+            (Some(e.extended_code & 0xff), Some(e.extended_code))
+        }
         _ => (None, None),
     };
     sqlx::Error::Database(Box::new(LiteError {
@@ -208,5 +244,50 @@ impl sqlx::error::DatabaseError for LiteError {
             Some(ffi::SQLITE_CONSTRAINT_CHECK) => ErrorKind::CheckViolation,
             _ => ErrorKind::Other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_errors_keep_their_meaning_for_the_service() {
+        let busy = into_sqlx(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        ));
+        assert!(super::super::is_unavailable(&busy), "busy is a 503");
+        assert!(!super::super::is_unique_violation(&busy));
+
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k TEXT UNIQUE); INSERT INTO t VALUES ('a');")
+            .unwrap();
+        let again = conn
+            .execute_batch("INSERT INTO t VALUES ('a')")
+            .unwrap_err();
+        let again = into_sqlx(again);
+        assert!(super::super::is_unique_violation(&again), "a 409");
+        assert!(!super::super::is_unavailable(&again), "not a 503");
+        assert_eq!(
+            again.as_database_error().unwrap().code().as_deref(),
+            Some("19")
+        );
+    }
+
+    #[test]
+    fn placeholders_bind_by_their_number_in_any_order_and_repeated() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut got = Vec::new();
+        let args = [Arg::Int(Some(1)), Arg::Text(Some("two")), Arg::Int(None)];
+        run(&conn, "SELECT $2, $1, $2, $3", &args, |row| {
+            got.push(values(row)?);
+            Ok(())
+        })
+        .unwrap();
+        let row: Vec<String> = got[0].iter().map(|v| format!("{v:?}")).collect();
+        assert_eq!(row, ["Text(\"two\")", "Int(1)", "Text(\"two\")", "Null"]);
+        let missing = run(&conn, "SELECT $4", &args, |_| Ok(()));
+        assert!(missing.is_err(), "a placeholder without an argument");
     }
 }

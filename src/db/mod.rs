@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod audit;
 pub mod challenges;
+pub mod checkpoint;
 pub mod credentials;
 pub mod lite;
 pub mod recovery_codes;
@@ -161,11 +162,12 @@ async fn connect_sqlite(path: &Path, settings: PoolSettings) -> anyhow::Result<D
         .await
         .context("applying SQLite migrations")?;
     migrate.close().await;
-    let writer = lite::open(&path, false)
+    let writer = lite::open(&path, lite::Role::Writer)
         .with_context(|| format!("opening SQLite database {}", path.display()))?;
+    let group = Group::new(path.clone(), writer).context("starting the checkpoint thread")?;
     Ok(Db {
-        read: Reader::Lite(Arc::new(LitePool::new(path.clone()))),
-        write: Writer::Group(Arc::new(Group::new(path, writer))),
+        read: Reader::Lite(Arc::new(LitePool::new(path))),
+        write: Writer::Group(Arc::new(group)),
     })
 }
 

@@ -15,8 +15,9 @@ use super::lite::{self, LitePool};
 use super::writer::{Conn, WriteTx};
 
 /// A value bound to a `$n` placeholder. Nulls keep their type, which
-/// PostgreSQL needs to type the parameter.
-#[derive(Clone, Copy, Debug)]
+/// PostgreSQL needs to type the parameter. No `Debug`: the values are
+/// token hashes, password hashes and sealed secrets, never to be logged.
+#[derive(Clone, Copy)]
 pub enum Arg<'q> {
     /// An integer (`BIGINT` / `INTEGER`).
     Int(Option<i64>),

@@ -21,17 +21,23 @@ use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
-use super::lite;
+use super::checkpoint::Checkpointer;
+use super::lite::{self, Role};
 use super::sql::Ex;
 
 /// Most logical transactions committed by one fsync; bounds the wait of the
 /// first of them.
 const MAX_GROUP: usize = 128;
+
+/// How often the writer finishes the checkpoint thread's work (see
+/// [`commit_group`]).
+const WRITER_CHECKPOINT: Duration = Duration::from_millis(500);
 
 /// An open write transaction; pass `&mut *tx` to the `db` functions, then
 /// [`commit`](WriteTx::commit). Dropping it rolls it back.
@@ -110,6 +116,7 @@ impl Writer {
 #[derive(Debug)]
 pub struct Group {
     path: PathBuf,
+    checkpointer: Checkpointer,
     state: Arc<Mutex<State>>,
     /// Tasks waiting for `state`: while there are any, a releasing
     /// transaction leaves the COMMIT to them.
@@ -125,24 +132,28 @@ struct State {
     open: bool,
     /// Logical transactions released into the open one, awaiting its COMMIT.
     pending: Vec<oneshot::Sender<bool>>,
+    /// When the writer last checkpointed.
+    checkpointed_at: Option<Instant>,
 }
 
 impl Group {
-    /// Group commit over `conn`, the one writer of the database at `path`.
-    pub fn new(path: PathBuf, conn: Connection) -> Group {
-        Group {
+    /// Group commit over `conn`, the one writer of the database at `path`,
+    /// with its checkpoint thread.
+    pub fn new(path: PathBuf, conn: Connection) -> std::io::Result<Group> {
+        Ok(Group {
+            checkpointer: Checkpointer::start(path.clone())?,
             path,
             state: Arc::new(Mutex::new(State {
                 conn: Some(conn),
                 ..State::default()
             })),
             waiting: AtomicUsize::new(0),
-        }
+        })
     }
 
     async fn lock(group: &Arc<Group>) -> OwnedMutexGuard<State> {
         group.waiting.fetch_add(1, Ordering::SeqCst);
-        let queued = Queued(group.clone());
+        let queued = Queued(group);
         let state = group.state.clone().lock_owned().await;
         std::mem::forget(queued);
         group.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -152,24 +163,17 @@ impl Group {
     async fn begin(group: &Arc<Group>) -> Result<Held, sqlx::Error> {
         let mut state = Group::lock(group).await;
         if state.conn.is_none() {
-            state.conn = Some(lite::open(&group.path, false).map_err(lite::into_sqlx)?);
+            state.conn = Some(lite::open(&group.path, Role::Writer).map_err(lite::into_sqlx)?);
         }
         let mut held = Held {
             group: group.clone(),
             state: Some(state),
             savepoint: false,
         };
-        let state = held.state();
-        if !state.open {
-            // Takes the write lock now, so the statements that follow never
-            // wait for it (another process, e.g. an operator command, may
-            // hold it briefly).
-            conn_of(state)
-                .execute_batch("BEGIN IMMEDIATE")
-                .map_err(lite::into_sqlx)?;
-            state.open = true;
+        if !held.state().open {
+            held.begin_immediate().await?;
         }
-        conn_of(state)
+        held.conn()
             .execute_batch("SAVEPOINT tx")
             .map_err(lite::into_sqlx)?;
         held.savepoint = true;
@@ -187,9 +191,9 @@ impl Group {
 /// Counts a task waiting for the connection; if it gives up (its request
 /// was cancelled), the group it was expected to commit is settled by a task
 /// of its own.
-struct Queued(Arc<Group>);
+struct Queued<'a>(&'a Arc<Group>);
 
-impl Drop for Queued {
+impl Drop for Queued<'_> {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::SeqCst);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -219,6 +223,29 @@ impl Held {
 
     fn conn(&mut self) -> &mut Connection {
         conn_of(self.state())
+    }
+
+    /// Opens the physical transaction, taking the write lock now so that the
+    /// statements that follow never wait for it. Another process (an
+    /// operator command) may hold it for a moment: the writer connection
+    /// has no busy timeout, so rather than sleep on a tokio worker inside
+    /// SQLite, this retries on a timer.
+    async fn begin_immediate(&mut self) -> Result<(), sqlx::Error> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.conn().execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => {
+                    self.state().open = true;
+                    return Ok(());
+                }
+                Err(e) if lite::is_busy(&e) && started.elapsed() < lite::BUSY_TIMEOUT => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(e) => return Err(lite::into_sqlx(e)),
+            }
+        }
     }
 
     async fn commit(mut self) -> Result<(), sqlx::Error> {
@@ -261,47 +288,101 @@ impl Drop for Held {
 /// open group, or — when nobody waits or the group is full — after
 /// committing the group (on a task of its own, so that a cancelled request
 /// can't cut a COMMIT short).
-fn release(group: &Group, state: OwnedMutexGuard<State>) {
+fn release(group: &Arc<Group>, state: OwnedMutexGuard<State>) {
     let alone = group.waiting.load(Ordering::SeqCst) == 0;
     if !(state.open && (alone || state.pending.len() >= MAX_GROUP)) {
         return;
     }
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            runtime.spawn(commit_group(state));
+            runtime.spawn(commit_group(group.clone(), state));
         }
         // No runtime: the process is ending; commit here rather than leave
         // the group open.
         Err(_) => {
             let mut state = state;
-            let result = commit(conn_of(&mut state));
-            finish(&mut state, result);
+            let committed = state.conn.as_mut().is_some_and(commit);
+            if committed {
+                group.checkpointer.nudge();
+            } else {
+                forget_if_in_transaction(&mut state);
+            }
+            finish(&mut state, committed);
         }
     }
 }
 
-/// COMMITs the open group on the blocking pool (the fsync), then tells its
-/// members.
-async fn commit_group(mut state: OwnedMutexGuard<State>) {
-    let Some(mut conn) = state.conn.take() else {
-        finish(&mut state, false);
+/// COMMITs the open group on the blocking pool (the fsync) and tells its
+/// members; then, at most every [`WRITER_CHECKPOINT`], checkpoints before
+/// handing the connection on.
+async fn commit_group(group: Arc<Group>, state: OwnedMutexGuard<State>) {
+    // Should this task be dropped before the end (the runtime is shutting
+    // down), the group is still settled: failed, not left open.
+    let mut state = Settling(Some(state));
+    let Some(mut conn) = state.get().conn.take() else {
+        finish(state.get(), false);
         return;
     };
+    let pending = std::mem::take(&mut state.get().pending);
+    let now = Instant::now();
+    let checkpoint = state
+        .get()
+        .checkpointed_at
+        .is_none_or(|at| now.duration_since(at) >= WRITER_CHECKPOINT);
     let joined = tokio::task::spawn_blocking(move || {
-        let result = commit(&mut conn);
-        (conn, result)
+        let committed = commit(&mut conn);
+        for done in pending {
+            let _ = done.send(committed);
+        }
+        if committed && checkpoint {
+            // The checkpoint thread copies the WAL into the database beside
+            // the writer, but can't catch up with it; this one, with the
+            // write lock held, copies the rest, so that the next transaction
+            // starts the WAL over instead of growing it forever.
+            super::checkpoint::passive(&conn);
+        }
+        (conn, committed)
     })
     .await;
+    let state = state.get();
     match joined {
-        Ok((conn, result)) => {
+        Ok((conn, committed)) => {
             state.conn = Some(conn);
-            finish(&mut state, result);
+            if committed {
+                if checkpoint {
+                    state.checkpointed_at = Some(now);
+                }
+                group.checkpointer.nudge();
+            } else {
+                forget_if_in_transaction(state);
+            }
+            finish(state, committed);
         }
         Err(e) => {
             // The connection went with the task (dropping it rolled the
             // transaction back); the next transaction opens a new one.
             tracing::error!(error = %e, "group commit task failed");
-            finish(&mut state, false);
+            finish(state, false);
+        }
+    }
+}
+
+/// The state of a group being committed; settles it as failed if dropped
+/// while still open.
+struct Settling(Option<OwnedMutexGuard<State>>);
+
+impl Settling {
+    fn get(&mut self) -> &mut State {
+        self.0.as_mut().expect("until dropped")
+    }
+}
+
+impl Drop for Settling {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.as_mut()
+            && state.open
+        {
+            fail(state);
         }
     }
 }
@@ -326,7 +407,18 @@ fn fail(state: &mut State) {
     {
         let _ = conn.execute_batch("ROLLBACK");
     }
+    forget_if_in_transaction(state);
     finish(state, false);
+}
+
+/// A connection still inside a transaction after a ROLLBACK would refuse
+/// every later BEGIN: close it (which rolls back) and let the next
+/// transaction open a new one.
+fn forget_if_in_transaction(state: &mut State) {
+    if state.conn.as_ref().is_some_and(|c| !c.is_autocommit()) {
+        tracing::error!("the writer connection is stuck in a transaction; reopening it");
+        state.conn = None;
+    }
 }
 
 fn finish(state: &mut State, committed: bool) {

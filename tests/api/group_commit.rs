@@ -92,3 +92,88 @@ async fn a_transaction_cancelled_while_waiting_does_not_leave_a_commit_hanging()
     next.commit().await.unwrap();
     assert!(exists(&db, "next").await);
 }
+
+/// The SQLite file behind `app`, or `None` on PostgreSQL.
+fn sqlite_path(app: &super::helpers::TestApp) -> Option<std::path::PathBuf> {
+    match twofactor::db::Target::parse(&app.database_url).unwrap() {
+        twofactor::db::Target::Sqlite(path) => Some(path),
+        twofactor::db::Target::Postgres(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_write_waiting_for_another_process_s_lock_leaves_the_runtime_free() {
+    let Some(app) = spawn_app().await else { return };
+    let Some(path) = sqlite_path(&app) else {
+        return;
+    };
+    let db = open(&app.database_url).await;
+    // Another process (an operator command, a sqlite3 shell) holds the lock.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let write = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut tx = db.begin_write().await?;
+            users::insert(&mut tx, "late", "late", "x", 0).await?;
+            tx.commit().await
+        })
+    };
+    // This runtime has one thread: were the writer sleeping inside SQLite
+    // for the lock, these reads could not run.
+    for _ in 0..5 {
+        assert!(!exists(&db, "late").await);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    if write.is_finished() {
+        panic!("the write should wait for the lock: {:?}", write.await);
+    }
+    other.execute_batch("COMMIT").unwrap();
+    write
+        .await
+        .unwrap()
+        .expect("the write goes through once the lock is free");
+    assert!(exists(&db, "late").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_steady_writes_the_wal_starts_over_instead_of_growing() {
+    let Some(app) = spawn_app().await else { return };
+    let Some(path) = sqlite_path(&app) else {
+        return;
+    };
+    let db = open(&app.database_url).await;
+    let write = |key: String| {
+        let db = db.clone();
+        async move {
+            let mut tx = db.begin_write().await.unwrap();
+            users::insert(&mut tx, &key, &key, "x", 0).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    // Commits and reads without a pause, for longer than the writer's
+    // checkpoint interval (half a second), a few dozen at a time.
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    while started.elapsed() < std::time::Duration::from_millis(1500) {
+        let mut batch = tokio::task::JoinSet::new();
+        for _ in 0..32 {
+            n += 1;
+            batch.spawn(write(format!("steady_{n}")));
+        }
+        assert!(exists(&db, &format!("steady_{}", n - 32)).await || n == 32);
+        batch.join_all().await;
+    }
+    // Frames now in the WAL: had it never started over, every frame
+    // written above would still be there.
+    let probe = rusqlite::Connection::open(&path).unwrap();
+    let (log, _) = probe
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+        .unwrap();
+    assert!(
+        log < n / 2,
+        "{log} frames in the WAL after {n} transactions: it never started over"
+    );
+}

@@ -1,0 +1,75 @@
+//! WAL checkpoints for SQLite, off the commit path.
+//!
+//! By default SQLite checkpoints inside the COMMIT that takes the WAL past
+//! 1,000 pages: that COMMIT then copies the pages into the database file
+//! and fsyncs it, and every transaction of the next group waits for it.
+//! Here the writer never checkpoints inside a COMMIT
+//! (`wal_autocheckpoint = 0`). A thread of its own, with a connection of its
+//! own, runs a PASSIVE checkpoint (one that never blocks the writer or the
+//! readers) after commits, at most every [`PAUSE`]. Under a steady stream of
+//! commits it never quite catches up, and SQLite starts the WAL over only
+//! once it has all been copied; so every half second the writer, after a
+//! COMMIT whose members it has already answered, copies the little that is
+//! left ([`super::writer`]).
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
+
+use super::lite::{self, Role};
+
+/// Least time between two checkpoints (each one fsyncs the database file).
+const PAUSE: Duration = Duration::from_millis(100);
+
+/// Tells the checkpoint thread that commits happened; the thread ends (after
+/// a last checkpoint) when this is dropped.
+#[derive(Debug)]
+pub struct Checkpointer {
+    nudge: SyncSender<()>,
+}
+
+impl Checkpointer {
+    /// Starts the thread for the database at `path`.
+    pub fn start(path: PathBuf) -> std::io::Result<Checkpointer> {
+        let (nudge, nudged) = sync_channel(1);
+        std::thread::Builder::new()
+            .name("twofactor-checkpoint".into())
+            .spawn(move || run(&path, &nudged))?;
+        Ok(Checkpointer { nudge })
+    }
+
+    /// After a commit: a checkpoint is due. Never blocks.
+    pub fn nudge(&self) {
+        match self.nudge.try_send(()) {
+            Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+        }
+    }
+}
+
+fn run(path: &std::path::Path, nudged: &Receiver<()>) {
+    let conn = match lite::open(path, Role::Checkpointer) {
+        Ok(conn) => conn,
+        Err(e) => {
+            // Without it the WAL grows until restart; say so loudly.
+            tracing::error!(error = %e, "opening the checkpoint connection failed");
+            return;
+        }
+    };
+    while nudged.recv().is_ok() {
+        passive(&conn);
+        std::thread::sleep(PAUSE);
+    }
+    passive(&conn);
+}
+
+/// Copies what it can of the WAL into the database file, without waiting
+/// for or blocking anyone.
+pub fn passive(conn: &rusqlite::Connection) {
+    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+    });
+    match result {
+        Ok((wal, done)) => tracing::trace!(wal, done, "checkpoint"),
+        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+    }
+}

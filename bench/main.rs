@@ -77,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     if matches!(args.backend.as_str(), "postgres" | "all") {
-        match pg::PgCluster::start() {
+        match pg::PgCluster::start_durable() {
             Some(cluster) => {
                 let dir = server::fresh_dir(&args.out, "postgres")?;
                 let url = cluster.create_database().await;

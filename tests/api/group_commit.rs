@@ -177,3 +177,20 @@ async fn under_steady_writes_the_wal_starts_over_instead_of_growing() {
         "{log} frames in the WAL after {n} transactions: it never started over"
     );
 }
+
+#[tokio::test]
+async fn postgres_connections_never_jit_compile_the_short_statements() {
+    let Some(app) = spawn_app().await else { return };
+    if sqlite_path(&app).is_some() {
+        return;
+    }
+    let db = open(&app.database_url).await;
+    // A pooled connection, whichever the pool hands out.
+    for _ in 0..3 {
+        let row = twofactor::db::sql::query("SHOW jit")
+            .fetch_one(db.reader())
+            .await
+            .unwrap();
+        assert_eq!(row.try_get::<String>(0).unwrap(), "off");
+    }
+}

@@ -50,6 +50,8 @@ pub struct PgCluster {
     run_as: RunAs,
     port: u16,
     databases: AtomicU64,
+    /// fsync on: commits are durable (benchmarks); off for tests' speed.
+    durable: bool,
 }
 
 impl PgCluster {
@@ -57,6 +59,16 @@ impl PgCluster {
     /// skip once) when no PostgreSQL programs are installed; panics if they
     /// are required (`TWOFACTOR_TEST_REQUIRE_POSTGRES=1`) or fail.
     pub fn start() -> Option<PgCluster> {
+        PgCluster::start_with(false)
+    }
+
+    /// As [`start`](PgCluster::start), with `fsync=on`: what a benchmark of
+    /// durable commits needs.
+    pub fn start_durable() -> Option<PgCluster> {
+        PgCluster::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Option<PgCluster> {
         let Some(bin) = find_binaries() else {
             skip_or_fail();
             return None;
@@ -81,6 +93,7 @@ impl PgCluster {
             run_as,
             port: 0,
             databases: AtomicU64::new(0),
+            durable,
         };
         let data = cluster.data_dir();
         let out = cluster
@@ -190,9 +203,10 @@ impl PgCluster {
     /// (e.g. the port was taken meanwhile).
     fn try_start(&self) -> bool {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=300",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            if self.durable { "on" } else { "off" }
         );
         let out = self
             .command("pg_ctl")

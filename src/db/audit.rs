@@ -66,16 +66,20 @@ fn event(r: &Row) -> Result<Event, sqlx::Error> {
     })
 }
 
-/// The newest events of one account, newest first.
+/// The newest events of one account (`user_id`, whose case-folded name is
+/// `username`), newest first. Through the index on (username, at): events
+/// of an earlier account of the same name are filtered out by `user_id`.
 pub async fn for_user<'e>(
     ex: impl Executor<'e>,
+    username: &str,
     user_id: i64,
     limit: i64,
 ) -> Result<Vec<Event>, sqlx::Error> {
     let rows = query(
         "SELECT at, username, event, detail, client_addr, user_agent FROM audit_events \
-         WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+         WHERE username = $1 AND user_id = $2 ORDER BY at DESC, id DESC LIMIT $3",
     )
+    .bind(username)
     .bind(user_id)
     .bind(limit)
     .fetch_all(ex)

@@ -104,10 +104,14 @@ async fn events(
     State(app): State<AppState>,
     Bearer(hash): Bearer,
 ) -> Result<Json<EventsResponse>, Error> {
-    let user = sessions::find(app.db.reader(), &hash, app.clock.now())
-        .await?
-        .ok_or(Error::Unauthorized)?;
-    let events = audit::for_user(app.db.reader(), user.user_id, OWN_EVENTS).await?;
+    let me = app.signed_in(&hash).await?;
+    let events = audit::for_user(
+        app.db.reader(),
+        me.username.key(),
+        me.session.user_id,
+        OWN_EVENTS,
+    )
+    .await?;
     Ok(Json(EventsResponse { events }))
 }
 

@@ -9,8 +9,8 @@
 //! readers) after commits, at most every [`PAUSE`]. Under a steady stream of
 //! commits it never quite catches up, and SQLite starts the WAL over only
 //! once it has all been copied; so every half second the writer, after a
-//! COMMIT whose members it has already answered, copies the little that is
-//! left ([`super::writer`]).
+//! COMMIT whose members it has already answered and before it writes
+//! again, copies the little that is left ([`super::writer`]).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -63,13 +63,24 @@ fn run(path: &std::path::Path, nudged: &Receiver<()>) {
 }
 
 /// Copies what it can of the WAL into the database file, without waiting
-/// for or blocking anyone.
-pub fn passive(conn: &rusqlite::Connection) {
+/// for or blocking anyone; true if it copied all of it (false too when
+/// another connection was checkpointing: only one at a time can).
+pub fn passive(conn: &rusqlite::Connection) -> bool {
     let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
     });
     match result {
-        Ok((wal, done)) => tracing::trace!(wal, done, "checkpoint"),
-        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+        Ok((busy, wal, done)) => {
+            tracing::trace!(busy, wal, done, "checkpoint");
+            busy == 0 && wal == done
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+            false
+        }
     }
 }

@@ -295,7 +295,9 @@ fn release(group: &Arc<Group>, state: OwnedMutexGuard<State>) {
     }
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            runtime.spawn(commit_group(group.clone(), state));
+            // The guard is armed before the task exists: dropped unpolled
+            // (the runtime is shutting down), it still rolls the group back.
+            runtime.spawn(commit_group(group.clone(), Settling(Some(state))));
         }
         // No runtime: the process is ending; commit here rather than leave
         // the group open.
@@ -315,10 +317,7 @@ fn release(group: &Arc<Group>, state: OwnedMutexGuard<State>) {
 /// COMMITs the open group on the blocking pool (the fsync) and tells its
 /// members; then, at most every [`WRITER_CHECKPOINT`], checkpoints before
 /// handing the connection on.
-async fn commit_group(group: Arc<Group>, state: OwnedMutexGuard<State>) {
-    // Should this task be dropped before the end (the runtime is shutting
-    // down), the group is still settled: failed, not left open.
-    let mut state = Settling(Some(state));
+async fn commit_group(group: Arc<Group>, mut state: Settling) {
     let Some(mut conn) = state.get().conn.take() else {
         finish(state.get(), false);
         return;
@@ -334,22 +333,22 @@ async fn commit_group(group: Arc<Group>, state: OwnedMutexGuard<State>) {
         for done in pending {
             let _ = done.send(committed);
         }
-        if committed && checkpoint {
-            // The checkpoint thread copies the WAL into the database beside
-            // the writer, but can't catch up with it; this one, with the
-            // write lock held, copies the rest, so that the next transaction
-            // starts the WAL over instead of growing it forever.
-            super::checkpoint::passive(&conn);
-        }
-        (conn, committed)
+        // The checkpoint thread copies the WAL into the database beside the
+        // writer, but can't catch up with it; this one, before the writer
+        // adds frames again, copies the rest, so that the next transaction
+        // starts the WAL over instead of growing it forever. If the thread
+        // was checkpointing meanwhile, it is tried again after the next
+        // commit.
+        let complete = committed && checkpoint && super::checkpoint::passive(&conn);
+        (conn, committed, complete)
     })
     .await;
     let state = state.get();
     match joined {
-        Ok((conn, committed)) => {
+        Ok((conn, committed, complete)) => {
             state.conn = Some(conn);
             if committed {
-                if checkpoint {
+                if complete {
                     state.checkpointed_at = Some(now);
                 }
                 group.checkpointer.nudge();

@@ -19,8 +19,8 @@ pub struct IssuedToken {
 
 impl Services {
     /// Stores a new session for `user_id`, opened by `client`, inside
-    /// `conn`'s transaction. Its public id is 128 random bits, unrelated to
-    /// the token.
+    /// `conn`'s transaction. Its public id is its creation time and 64
+    /// random bits, unrelated to the token.
     pub async fn issue_session(
         &self,
         conn: &mut Conn,

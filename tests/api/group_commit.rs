@@ -151,30 +151,62 @@ async fn under_steady_writes_the_wal_starts_over_instead_of_growing() {
             tx.commit().await.unwrap();
         }
     };
-    // Commits and reads without a pause, for longer than the writer's
-    // checkpoint interval (half a second), a few dozen at a time.
-    let started = std::time::Instant::now();
+    // Commits and reads without a pause, a few dozen at a time: the
+    // checkpoint thread alone never catches up with this. The WAL file never
+    // shrinks, so its size tells the most frames it held between two starts
+    // over: after two equal spans of writing it has stopped growing if the
+    // WAL starts over (every half second), and doubled if it never does.
+    let wal_size = || {
+        std::fs::metadata(format!("{}-wal", path.display()))
+            .unwrap()
+            .len()
+    };
     let mut n = 0;
-    while started.elapsed() < std::time::Duration::from_millis(1500) {
-        let mut batch = tokio::task::JoinSet::new();
-        for _ in 0..32 {
-            n += 1;
-            batch.spawn(write(format!("steady_{n}")));
+    let mut sizes = Vec::new();
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_millis(1200) {
+            let mut batch = tokio::task::JoinSet::new();
+            for _ in 0..32 {
+                n += 1;
+                batch.spawn(write(format!("steady_{n}")));
+            }
+            assert!(n == 32 || exists(&db, &format!("steady_{}", n - 32)).await);
+            batch.join_all().await;
         }
-        assert!(exists(&db, &format!("steady_{}", n - 32)).await || n == 32);
-        batch.join_all().await;
+        sizes.push(wal_size());
     }
-    // Frames now in the WAL: had it never started over, every frame
-    // written above would still be there.
-    let probe = rusqlite::Connection::open(&path).unwrap();
-    let (log, _) = probe
-        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        })
-        .unwrap();
     assert!(
-        log < n / 2,
-        "{log} frames in the WAL after {n} transactions: it never started over"
+        sizes[1] * 10 < sizes[0] * 16,
+        "the WAL grew from {} to {} bytes over two equal spans of writes",
+        sizes[0],
+        sizes[1]
+    );
+    // Let the writer's interval pass, then a few single commits: after one
+    // of them the writer finishes the copy (retrying if the thread was
+    // checkpointing), and the next one starts the WAL over.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    for i in 0..5 {
+        write(format!("after_{i}")).await;
+    }
+    // Frames now in the WAL, read once no other checkpoint is running (a
+    // busy answer carries no count): had the WAL never started over, every
+    // frame of the n transactions above would still be there.
+    let probe = rusqlite::Connection::open(&path).unwrap();
+    let log = loop {
+        let (busy, log): (i64, i64) = probe
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        if busy == 0 {
+            break log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert!(
+        (0..100).contains(&log),
+        "{log} frames in the WAL after {n} transactions and 5 more: it never started over"
     );
 }
 

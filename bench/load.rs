@@ -97,11 +97,7 @@ pub fn finish(child: std::process::Child) -> anyhow::Result<Report> {
     let mut report: Report =
         serde_json::from_str(line).with_context(|| format!("parsing {line}"))?;
     // `times` prints the shell's own user/system time, then its children's.
-    if let Some(children) = text
-        .lines()
-        .rev()
-        .find(|l| l.contains("m") && l.ends_with('s'))
-    {
+    if let Some(children) = text.lines().last() {
         report.wrk_cpu = children
             .split_whitespace()
             .filter_map(minutes_seconds)

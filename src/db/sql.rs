@@ -116,12 +116,6 @@ pub trait Executor<'e> {
     fn into_ex(self) -> Ex<'e>;
 }
 
-impl<'e> Executor<'e> for Ex<'e> {
-    fn into_ex(self) -> Ex<'e> {
-        self
-    }
-}
-
 impl<'e> Executor<'e> for &'e mut Conn {
     fn into_ex(self) -> Ex<'e> {
         self.ex()

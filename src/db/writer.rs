@@ -304,12 +304,7 @@ fn release(group: &Arc<Group>, state: OwnedMutexGuard<State>) {
         Err(_) => {
             let mut state = state;
             let committed = state.conn.as_mut().is_some_and(commit);
-            if committed {
-                group.checkpointer.nudge();
-            } else {
-                forget_if_in_transaction(&mut state);
-            }
-            finish(&mut state, committed);
+            after_commit(group, &mut state, committed);
         }
     }
 }
@@ -347,15 +342,10 @@ async fn commit_group(group: Arc<Group>, mut state: Settling) {
     match joined {
         Ok((conn, committed, complete)) => {
             state.conn = Some(conn);
-            if committed {
-                if complete {
-                    state.checkpointed_at = Some(now);
-                }
-                group.checkpointer.nudge();
-            } else {
-                forget_if_in_transaction(state);
+            if complete {
+                state.checkpointed_at = Some(now);
             }
-            finish(state, committed);
+            after_commit(&group, state, committed);
         }
         Err(e) => {
             // The connection went with the task (dropping it rolled the
@@ -364,6 +354,18 @@ async fn commit_group(group: Arc<Group>, mut state: Settling) {
             finish(state, false);
         }
     }
+}
+
+/// After the group's COMMIT: a checkpoint is due if it went through; if
+/// not, a connection stuck in its transaction is dropped. Then the members
+/// still waiting are told.
+fn after_commit(group: &Group, state: &mut State, committed: bool) {
+    if committed {
+        group.checkpointer.nudge();
+    } else {
+        forget_if_in_transaction(state);
+    }
+    finish(state, committed);
 }
 
 /// The state of a group being committed; settles it as failed if dropped

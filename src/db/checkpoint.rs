@@ -8,34 +8,51 @@
 //! own, runs a PASSIVE checkpoint (one that never blocks the writer or the
 //! readers) after commits, at most every [`PAUSE`]. Under a steady stream of
 //! commits it never quite catches up, and SQLite starts the WAL over only
-//! once it has all been copied; so every half second the writer, after a
-//! COMMIT whose members it has already answered and before it writes
-//! again, copies the little that is left ([`super::writer`]).
+//! once it has all been copied; so every half second the writer, right
+//! after one of the thread's checkpoints and before it writes again, copies
+//! the little that is left ([`super::writer`]).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::lite::{self, Role};
 
 /// Least time between two checkpoints (each one fsyncs the database file).
 const PAUSE: Duration = Duration::from_millis(100);
 
+/// How long after one of the thread's checkpoints the writer may finish it.
+const FRESH: Duration = Duration::from_millis(5);
+
 /// Tells the checkpoint thread that commits happened; the thread ends (after
 /// a last checkpoint) when this is dropped.
 #[derive(Debug)]
 pub struct Checkpointer {
     nudge: SyncSender<()>,
+    /// When the thread last finished a checkpoint.
+    passed: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Checkpointer {
     /// Starts the thread for the database at `path`.
     pub fn start(path: PathBuf) -> std::io::Result<Checkpointer> {
         let (nudge, nudged) = sync_channel(1);
+        let passed = Arc::new(Mutex::new(None));
         std::thread::Builder::new()
             .name("twofactor-checkpoint".into())
-            .spawn(move || run(&path, &nudged))?;
-        Ok(Checkpointer { nudge })
+            .spawn({
+                let passed = passed.clone();
+                move || run(&path, &nudged, &passed)
+            })?;
+        Ok(Checkpointer { nudge, passed })
+    }
+
+    /// Whether the thread finished a checkpoint less than [`FRESH`] ago:
+    /// little is then left for the writer to copy.
+    pub fn just_passed(&self) -> bool {
+        let passed = *self.passed.lock().unwrap_or_else(PoisonError::into_inner);
+        passed.is_some_and(|at| at.elapsed() < FRESH)
     }
 
     /// After a commit: a checkpoint is due. Never blocks.
@@ -46,7 +63,7 @@ impl Checkpointer {
     }
 }
 
-fn run(path: &std::path::Path, nudged: &Receiver<()>) {
+fn run(path: &std::path::Path, nudged: &Receiver<()>, passed: &Mutex<Option<Instant>>) {
     let conn = match lite::open(path, Role::Checkpointer) {
         Ok(conn) => conn,
         Err(e) => {
@@ -57,6 +74,7 @@ fn run(path: &std::path::Path, nudged: &Receiver<()>) {
     };
     while nudged.recv().is_ok() {
         passive(&conn);
+        *passed.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         std::thread::sleep(PAUSE);
     }
     passive(&conn);

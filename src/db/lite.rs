@@ -6,7 +6,8 @@
 //! than any hand-off: WAL readers never wait for a lock, the writer takes
 //! its lock up front (`BEGIN IMMEDIATE`), and every statement we run is a
 //! short indexed read or write of a few rows. The one slow step, the fsync
-//! of a COMMIT, runs on the blocking pool ([`super::writer`]).
+//! that makes a COMMIT durable, runs on a thread of its own
+//! ([`super::wal_sync`]).
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,8 @@ pub enum Role {
 }
 
 /// Opens a connection with the service's settings: WAL (readers run beside
-/// the writer), `synchronous=FULL` (a COMMIT is on disk when it returns),
+/// the writer), `synchronous=FULL` (a COMMIT is on disk when it returns;
+/// the writer's own COMMITs are synced by [`super::wal_sync`] instead),
 /// foreign keys, and the savepoints' statement journal in memory.
 pub fn open(path: &Path, role: Role) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -61,7 +63,9 @@ pub fn open(path: &Path, role: Role) -> rusqlite::Result<Connection> {
         Role::Writer => {
             // rusqlite sets a 5 s busy timeout on every connection it opens.
             conn.busy_timeout(Duration::ZERO)?;
-            conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+            // Its COMMITs are made durable by [`super::wal_sync`], after
+            // the connection has gone on to the next group.
+            conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA synchronous = NORMAL;")?;
         }
         Role::Reader => {
             conn.busy_timeout(BUSY_TIMEOUT)?;

@@ -15,6 +15,7 @@ pub mod sessions;
 pub mod sql;
 pub mod throttle;
 pub mod users;
+mod wal_sync;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

@@ -3,18 +3,20 @@
 //! On PostgreSQL a write transaction is a plain pooled transaction: the
 //! server already overlaps the commits of concurrent connections.
 //!
-//! SQLite has one writer, and each commit waits for an fsync (WAL with
-//! `synchronous=FULL`), so committing every request on its own caps the
-//! service at one fsync per request. Here each logical transaction is a
-//! SAVEPOINT inside a physical transaction shared with the transactions
-//! queued behind it. Its statements run on the calling task, in
-//! microseconds ([`super::lite`]). The physical COMMIT — one fsync for the
-//! whole group, on the blocking pool — is issued by whoever releases the
-//! connection when nobody else is waiting for it, or when the group is
-//! full. [`WriteTx::commit`] returns only after that COMMIT, so nothing is
-//! acknowledged before it is on disk. A logical transaction that fails or
-//! is dropped is rolled back to its savepoint without touching the others;
-//! if the physical transaction itself fails, every transaction of the group
+//! SQLite has one writer, and a commit is durable only after an fsync, so
+//! committing every request on its own caps the service at one fsync per
+//! request. Here each logical transaction is a SAVEPOINT inside a physical
+//! transaction shared with the transactions queued behind it. Its
+//! statements run on the calling task, in microseconds ([`super::lite`]).
+//! The physical COMMIT is issued by whoever releases the connection when
+//! nobody else is waiting for it, or when the group is full; it writes the
+//! group's pages to the WAL without an fsync (`synchronous=NORMAL`), and the
+//! connection passes at once to the next group. [`WriteTx::commit`] returns
+//! only after the WAL has been fsync'd by [`super::wal_sync`], so nothing is
+//! acknowledged before it is on disk, while the next group runs beside that
+//! fsync instead of behind it. A logical transaction that fails or is
+//! dropped is rolled back to its savepoint without touching the others; if
+//! the physical transaction itself fails, every transaction of the group
 //! gets an error and none is acknowledged.
 
 use std::ops::{Deref, DerefMut};
@@ -30,14 +32,18 @@ use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 use super::checkpoint::Checkpointer;
 use super::lite::{self, Role};
 use super::sql::Ex;
+use super::wal_sync::{Ack, WalSync};
 
 /// Most logical transactions committed by one fsync; bounds the wait of the
 /// first of them.
 const MAX_GROUP: usize = 128;
 
 /// How often the writer finishes the checkpoint thread's work (see
-/// [`commit_group`]).
+/// [`checkpoint`]), right after one of the thread's checkpoints...
 const WRITER_CHECKPOINT: Duration = Duration::from_millis(500);
+
+/// ...or after this long in any case.
+const WRITER_CHECKPOINT_LATEST: Duration = Duration::from_secs(2);
 
 /// An open write transaction; pass `&mut *tx` to the `db` functions, then
 /// [`commit`](WriteTx::commit). Dropping it rolls it back.
@@ -117,6 +123,9 @@ impl Writer {
 pub struct Group {
     path: PathBuf,
     checkpointer: Checkpointer,
+    // Before `state`: dropped first, it syncs the groups still queued while
+    // the writer connection is open (closing it may remove the WAL).
+    wal_sync: WalSync,
     state: Arc<Mutex<State>>,
     /// Tasks waiting for `state`: while there are any, a releasing
     /// transaction leaves the COMMIT to them.
@@ -125,13 +134,13 @@ pub struct Group {
 
 #[derive(Debug, Default)]
 struct State {
-    /// The connection; `None` only while a COMMIT runs on the blocking
-    /// pool, or after it was lost there (it is then reopened).
+    /// The connection; `None` only while a checkpoint runs on the blocking
+    /// pool, or after it was lost (it is then reopened).
     conn: Option<Connection>,
     /// A physical transaction is open.
     open: bool,
     /// Logical transactions released into the open one, awaiting its COMMIT.
-    pending: Vec<oneshot::Sender<bool>>,
+    pending: Vec<Ack>,
     /// When the writer last checkpointed.
     checkpointed_at: Option<Instant>,
 }
@@ -140,8 +149,11 @@ impl Group {
     /// Group commit over `conn`, the one writer of the database at `path`,
     /// with its checkpoint thread.
     pub fn new(path: PathBuf, conn: Connection) -> std::io::Result<Group> {
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
         Ok(Group {
             checkpointer: Checkpointer::start(path.clone())?,
+            wal_sync: WalSync::start(wal.into())?,
             path,
             state: Arc::new(Mutex::new(State {
                 conn: Some(conn),
@@ -286,106 +298,67 @@ impl Drop for Held {
 
 /// Hands the connection on: to the next waiting transaction, which joins the
 /// open group, or — when nobody waits or the group is full — after
-/// committing the group (on a task of its own, so that a cancelled request
-/// can't cut a COMMIT short).
-fn release(group: &Arc<Group>, state: OwnedMutexGuard<State>) {
+/// committing the group. The COMMIT runs here: without its fsync it only
+/// writes the group's pages to the WAL, and a cancelled request can't cut
+/// it short. Its members are answered after the fsync ([`WalSync`]).
+fn release(group: &Arc<Group>, mut state: OwnedMutexGuard<State>) {
     let alone = group.waiting.load(Ordering::SeqCst) == 0;
     if !(state.open && (alone || state.pending.len() >= MAX_GROUP)) {
         return;
     }
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            // The guard is armed before the task exists: dropped unpolled
-            // (the runtime is shutting down), it still rolls the group back.
-            runtime.spawn(commit_group(group.clone(), Settling(Some(state))));
-        }
-        // No runtime: the process is ending; commit here rather than leave
-        // the group open.
-        Err(_) => {
-            let mut state = state;
-            let committed = state.conn.as_mut().is_some_and(commit);
-            after_commit(group, &mut state, committed);
-        }
+    let committed = state.conn.as_mut().is_some_and(commit);
+    if !committed {
+        forget_if_in_transaction(&mut state);
+        finish(&mut state, false);
+        return;
+    }
+    state.open = false;
+    group
+        .wal_sync
+        .acknowledge(std::mem::take(&mut state.pending));
+    group.checkpointer.nudge();
+    let now = Instant::now();
+    let since = state.checkpointed_at.map(|at| now.duration_since(at));
+    // Right after the thread's checkpoint only the pages committed while it
+    // ran are left: the writer's copy holds up the next group for far less.
+    let due = since.is_none_or(|since| {
+        since >= WRITER_CHECKPOINT_LATEST
+            || (since >= WRITER_CHECKPOINT && group.checkpointer.just_passed())
+    });
+    if due {
+        checkpoint(state, now);
     }
 }
 
-/// COMMITs the open group on the blocking pool (the fsync) and tells its
-/// members; then, at most every [`WRITER_CHECKPOINT`], checkpoints before
-/// handing the connection on.
-async fn commit_group(group: Arc<Group>, mut state: Settling) {
-    let Some(mut conn) = state.get().conn.take() else {
-        finish(state.get(), false);
+/// The checkpoint thread copies the WAL into the database beside the
+/// writer, but can't catch up with it; the writer, before it adds frames
+/// again, copies the rest (on the blocking pool, holding the connection),
+/// so that the next transaction starts the WAL over instead of growing it
+/// forever. If the thread was checkpointing meanwhile, it is tried again
+/// after the next commit.
+fn checkpoint(mut state: OwnedMutexGuard<State>, now: Instant) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // No runtime: the process is ending, and closing the connection
+        // checkpoints anyway.
         return;
     };
-    let pending = std::mem::take(&mut state.get().pending);
-    let now = Instant::now();
-    let checkpoint = state
-        .get()
-        .checkpointed_at
-        .is_none_or(|at| now.duration_since(at) >= WRITER_CHECKPOINT);
-    let joined = tokio::task::spawn_blocking(move || {
-        let committed = commit(&mut conn);
-        for done in pending {
-            let _ = done.send(committed);
-        }
-        // The checkpoint thread copies the WAL into the database beside the
-        // writer, but can't catch up with it; this one, before the writer
-        // adds frames again, copies the rest, so that the next transaction
-        // starts the WAL over instead of growing it forever. If the thread
-        // was checkpointing meanwhile, it is tried again after the next
-        // commit.
-        let complete = committed && checkpoint && super::checkpoint::passive(&conn);
-        (conn, committed, complete)
-    })
-    .await;
-    let state = state.get();
-    match joined {
-        Ok((conn, committed, complete)) => {
+    let Some(conn) = state.conn.take() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let joined = tokio::task::spawn_blocking(move || {
+            let complete = super::checkpoint::passive(&conn);
+            (conn, complete)
+        })
+        .await;
+        // On a panic the connection is gone; the next transaction opens one.
+        if let Ok((conn, complete)) = joined {
             state.conn = Some(conn);
             if complete {
                 state.checkpointed_at = Some(now);
             }
-            after_commit(&group, state, committed);
         }
-        Err(e) => {
-            // The connection went with the task (dropping it rolled the
-            // transaction back); the next transaction opens a new one.
-            tracing::error!(error = %e, "group commit task failed");
-            finish(state, false);
-        }
-    }
-}
-
-/// After the group's COMMIT: a checkpoint is due if it went through; if
-/// not, a connection stuck in its transaction is dropped. Then the members
-/// still waiting are told.
-fn after_commit(group: &Group, state: &mut State, committed: bool) {
-    if committed {
-        group.checkpointer.nudge();
-    } else {
-        forget_if_in_transaction(state);
-    }
-    finish(state, committed);
-}
-
-/// The state of a group being committed; settles it as failed if dropped
-/// while still open.
-struct Settling(Option<OwnedMutexGuard<State>>);
-
-impl Settling {
-    fn get(&mut self) -> &mut State {
-        self.0.as_mut().expect("until dropped")
-    }
-}
-
-impl Drop for Settling {
-    fn drop(&mut self) {
-        if let Some(state) = self.0.as_mut()
-            && state.open
-        {
-            fail(state);
-        }
-    }
+    });
 }
 
 /// COMMIT, or on failure ROLLBACK; true if committed.

@@ -9,8 +9,9 @@
 //! readers) after commits, at most every [`PAUSE`]. Under a steady stream of
 //! commits it never quite catches up, and SQLite starts the WAL over only
 //! once it has all been copied; so every half second the writer, right
-//! after one of the thread's checkpoints and before it writes again, copies
-//! the little that is left ([`super::writer`]).
+//! after one of the thread's checkpoints (or after 2 s in any case) and
+//! before it writes again, copies the little that is left
+//! ([`super::writer`]).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -97,6 +98,7 @@ pub fn passive(conn: &rusqlite::Connection) -> bool {
             busy == 0 && wal == done
         }
         Err(e) => {
+            lite::stop_if_fsync_failed(&e);
             tracing::warn!(error = %e, "WAL checkpoint failed");
             false
         }

@@ -5,9 +5,9 @@
 //! Statements run on the calling thread, tokio's included. That is cheaper
 //! than any hand-off: WAL readers never wait for a lock, the writer takes
 //! its lock up front (`BEGIN IMMEDIATE`), and every statement we run is a
-//! short indexed read or write of a few rows. The one slow step, the fsync
-//! that makes a COMMIT durable, runs on a thread of its own
-//! ([`super::wal_sync`]).
+//! short indexed read or write of a few rows. The slow step, the fsync that
+//! makes a COMMIT durable, runs on a thread of its own
+//! ([`super::wal_sync`]), and the writer's checkpoints on the blocking pool.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -81,6 +81,21 @@ pub fn open(path: &Path, role: Role) -> rusqlite::Result<Connection> {
 /// SQLITE_BUSY: another connection holds the lock.
 pub fn is_busy(err: &rusqlite::Error) -> bool {
     err.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+}
+
+/// Ends the process if `err` is a failed fsync (`SQLITE_IOERR_FSYNC`,
+/// `SQLITE_IOERR_DIR_FSYNC`): the kernel may have dropped the pages it was
+/// flushing and report the next fsync as fine, so neither a retry nor going
+/// on is safe. On restart SQLite recovers from what is on disk (as
+/// PostgreSQL does).
+pub fn stop_if_fsync_failed(err: &rusqlite::Error) {
+    use rusqlite::ffi::{SQLITE_IOERR_DIR_FSYNC, SQLITE_IOERR_FSYNC};
+    if let rusqlite::Error::SqliteFailure(e, _) = err
+        && matches!(e.extended_code, SQLITE_IOERR_FSYNC | SQLITE_IOERR_DIR_FSYNC)
+    {
+        tracing::error!(error = %err, "an fsync failed; stopping so that recovery starts from what is on disk");
+        std::process::abort();
+    }
 }
 
 /// Connections for reads, each lent for one statement.

@@ -2,44 +2,60 @@
 //! is released.
 //!
 //! The writer connection runs with `synchronous=NORMAL`: its COMMIT writes
-//! the group's WAL frames and returns without an fsync, and the connection
-//! goes straight on to the next group. The group's members are answered
-//! only once a thread of this module has fdatasync'd the WAL file after
-//! that COMMIT, so every acknowledged write is on disk, as with
-//! `synchronous=FULL`; what changes is that the next group's statements
-//! run while the disk flushes, instead of waiting behind it. One fsync
-//! acknowledges every group committed before it began, and since the WAL
-//! is written in order, a write that a crash loses takes every later write
-//! with it: none of them had been acknowledged.
+//! the group's WAL frames and returns without an fsync (except the one
+//! SQLite makes of the WAL header when it starts the WAL over), and the
+//! connection goes straight on to the next group. The group's members are
+//! answered only once a thread of this module has fdatasync'd the WAL file
+//! after that COMMIT, so every acknowledged write is on disk; what changes
+//! from `synchronous=FULL` is that the next group's statements run while
+//! the disk flushes, instead of waiting behind it. One fsync acknowledges
+//! every group committed before it began, and since the WAL is written in
+//! order, a write that a crash loses takes every later write with it: none
+//! of them had been acknowledged.
 //!
-//! Reads may see a group before its fsync. Nothing acknowledged depends on
-//! that: a write that read it lands later in the WAL, and is answered
-//! later too.
+//! Reads may see a group before its fsync. No acknowledged write depends on
+//! that: a write that read it lands later in the WAL and is answered later.
+//! A read-only answer may (a rejection, or a list of sessions that already
+//! leaves out one being ended); if the machine then crashes within that
+//! fsync, the state it showed is lost along with the unacknowledged write.
+//!
+//! A failed fsync ends the process, as in PostgreSQL: the kernel may have
+//! dropped the WAL's pages and report later fsyncs as fine, while recovery
+//! would stop at the hole. On restart SQLite recovers from what is on disk.
 
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-/// How a member of a group learns its fate: true once it is on disk.
+/// How a member of a group learns that it is on disk.
 pub type Ack = oneshot::Sender<bool>;
 
+/// Makes everything written to the WAL so far durable.
+type SyncFn = Box<dyn FnMut() -> std::io::Result<()> + Send>;
+
 /// The syncing thread; dropping this syncs what is queued, then ends it.
-#[derive(Debug)]
 pub struct WalSync {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for WalSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalSync").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
 struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Queue {
     /// Members of committed groups, oldest first.
     acks: Vec<Ack>,
@@ -47,14 +63,20 @@ struct Queue {
 }
 
 impl WalSync {
-    /// Starts the thread syncing `wal`, the WAL file of the database.
+    /// Starts the thread syncing `wal`, the WAL file of the database (as
+    /// SQLite names it: symbolic links resolved), which must exist.
     pub fn start(wal: PathBuf) -> std::io::Result<WalSync> {
+        let mut file = WalFile::open(wal)?;
+        WalSync::with(Box::new(move || file.sync()))
+    }
+
+    fn with(sync: SyncFn) -> std::io::Result<WalSync> {
         let shared = Arc::new(Shared::default());
         let thread = std::thread::Builder::new()
             .name("twofactor-walsync".into())
             .spawn({
                 let shared = shared.clone();
-                move || run(&shared, &wal)
+                move || run(&shared, sync)
             })?;
         Ok(WalSync {
             shared,
@@ -88,12 +110,7 @@ impl Shared {
     }
 }
 
-fn run(shared: &Shared, wal: &Path) {
-    // After a failed fsync the kernel may have dropped pages of the WAL and
-    // still report later fsyncs as fine, while recovery would stop at the
-    // hole: nothing is acknowledged any more (a restart recovers from what
-    // is on disk).
-    let mut failed = false;
+fn run(shared: &Shared, mut sync: SyncFn) {
     loop {
         let acks = {
             let mut queue = shared.lock();
@@ -108,81 +125,120 @@ fn run(shared: &Shared, wal: &Path) {
             }
             std::mem::take(&mut queue.acks)
         };
-        let synced = !failed && sync(wal);
-        failed |= !synced;
+        if let Err(e) = sync() {
+            tracing::error!(error = %e, "syncing the WAL failed; stopping so that recovery starts from what is on disk");
+            std::process::abort();
+        }
         for ack in acks {
-            let _ = ack.send(synced);
+            let _ = ack.send(true);
         }
     }
 }
 
-/// fdatasync of the WAL file, through a descriptor of our own: any
-/// descriptor of a file flushes all of its written pages.
-fn sync(wal: &Path) -> bool {
-    match File::open(wal).and_then(|file| file.sync_data()) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::error!(
-                error = %e,
-                "syncing the WAL failed: no write is acknowledged until the service restarts"
-            );
-            false
-        }
+/// The WAL, through a descriptor kept open: a write-back error is reported
+/// to the descriptors open when it happened, never to one opened later.
+/// SQLite deletes the WAL only when its last connection closes, after
+/// copying all of it into the database and syncing that; if it was
+/// recreated since, the new file is opened.
+struct WalFile {
+    path: PathBuf,
+    file: File,
+}
+
+impl WalFile {
+    fn open(path: PathBuf) -> std::io::Result<WalFile> {
+        let file = File::open(&path)?;
+        Ok(WalFile { path, file })
     }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        match std::fs::metadata(&self.path) {
+            // Deleted: everything in it is in the database file, synced.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            _ if !same_file(&self.file, &self.path)? => self.file = File::open(&self.path)?,
+            _ => {}
+        }
+        // fdatasync through any descriptor flushes every written page of
+        // the file, SQLite's writes included.
+        self.file.sync_data()
+    }
+}
+
+fn same_file(file: &File, path: &Path) -> std::io::Result<bool> {
+    let held = file.metadata()?;
+    Ok(std::fs::metadata(path).is_ok_and(|now| now.dev() == held.dev() && now.ino() == held.ino()))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
     use super::*;
 
     fn acks(n: usize) -> (Vec<Ack>, Vec<oneshot::Receiver<bool>>) {
         (0..n).map(|_| oneshot::channel()).unzip()
     }
 
-    #[test]
-    fn every_member_of_a_synced_group_is_told_it_is_on_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = dir.path().join("db-wal");
-        std::fs::write(&wal, b"frames").unwrap();
-        let sync = WalSync::start(wal).unwrap();
-        let (first, first_rx) = acks(3);
-        let (second, second_rx) = acks(2);
-        sync.acknowledge(first);
-        sync.acknowledge(second);
-        for rx in first_rx.into_iter().chain(second_rx) {
-            assert_eq!(rx.blocking_recv(), Ok(true));
-        }
+    /// A sync that reports when it starts and finishes when told to.
+    fn gated() -> (SyncFn, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (started_tx, started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let sync: SyncFn = Box::new(move || {
+            started_tx.send(()).unwrap();
+            released.recv().unwrap();
+            Ok(())
+        });
+        (sync, started, release)
     }
 
     #[test]
-    fn after_a_failed_fsync_nothing_is_acknowledged_any_more() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = dir.path().join("db-wal");
-        // No such file: the sync fails.
-        let sync = WalSync::start(wal.clone()).unwrap();
-        let (group, rx) = acks(2);
-        sync.acknowledge(group);
-        for rx in rx {
-            assert_eq!(rx.blocking_recv(), Ok(false));
+    fn a_group_is_answered_only_after_the_fsync_that_follows_its_commit() {
+        let (sync, started, release) = gated();
+        let wal = WalSync::with(sync).unwrap();
+        let (first, mut first_rx) = acks(2);
+        wal.acknowledge(first);
+        started.recv().unwrap();
+        // Committed while the first fsync runs: that one may not cover it.
+        let (second, mut second_rx) = acks(1);
+        wal.acknowledge(second);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(first_rx.iter_mut().all(|rx| rx.try_recv().is_err()));
+        release.send(()).unwrap();
+        for rx in first_rx {
+            assert_eq!(rx.blocking_recv(), Ok(true));
         }
-        // The file exists now, but pages may have been lost before.
-        std::fs::write(&wal, b"frames").unwrap();
-        let (group, rx) = acks(1);
-        sync.acknowledge(group);
-        assert_eq!(rx.into_iter().next().unwrap().blocking_recv(), Ok(false));
+        started.recv().unwrap();
+        assert!(second_rx[0].try_recv().is_err());
+        release.send(()).unwrap();
+        assert_eq!(second_rx.remove(0).blocking_recv(), Ok(true));
     }
 
     #[test]
     fn dropping_it_still_answers_what_is_queued() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = dir.path().join("db-wal");
-        std::fs::write(&wal, b"frames").unwrap();
-        let sync = WalSync::start(wal).unwrap();
+        let path = dir.path().join("db-wal");
+        std::fs::write(&path, b"frames").unwrap();
+        let wal = WalSync::start(path).unwrap();
         let (group, rx) = acks(4);
-        sync.acknowledge(group);
-        drop(sync);
+        wal.acknowledge(group);
+        drop(wal);
         for mut rx in rx {
             assert_eq!(rx.try_recv(), Ok(true));
         }
+    }
+
+    #[test]
+    fn a_recreated_wal_is_reopened_before_it_is_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db-wal");
+        std::fs::write(&path, b"frames").unwrap();
+        let mut wal = WalFile::open(path.clone()).unwrap();
+        wal.sync().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"new frames").unwrap();
+        assert!(!same_file(&wal.file, &path).unwrap());
+        wal.sync().unwrap();
+        assert!(same_file(&wal.file, &path).unwrap());
     }
 }

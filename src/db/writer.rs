@@ -10,8 +10,10 @@
 //! statements run on the calling task, in microseconds ([`super::lite`]).
 //! The physical COMMIT is issued by whoever releases the connection when
 //! nobody else is waiting for it, or when the group is full; it writes the
-//! group's pages to the WAL without an fsync (`synchronous=NORMAL`), and the
-//! connection passes at once to the next group. [`WriteTx::commit`] returns
+//! group's pages to the WAL without an fsync (`synchronous=NORMAL`; only
+//! when it starts the WAL over, after a complete checkpoint, does SQLite
+//! sync the new WAL header, here), and the connection passes at once to
+//! the next group. [`WriteTx::commit`] returns
 //! only after the WAL has been fsync'd by [`super::wal_sync`], so nothing is
 //! acknowledged before it is on disk, while the next group runs beside that
 //! fsync instead of behind it. A logical transaction that fails or is
@@ -34,7 +36,7 @@ use super::lite::{self, Role};
 use super::sql::Ex;
 use super::wal_sync::{Ack, WalSync};
 
-/// Most logical transactions committed by one fsync; bounds the wait of the
+/// Most logical transactions committed by one COMMIT; bounds the wait of the
 /// first of them.
 const MAX_GROUP: usize = 128;
 
@@ -149,7 +151,10 @@ impl Group {
     /// Group commit over `conn`, the one writer of the database at `path`,
     /// with its checkpoint thread.
     pub fn new(path: PathBuf, conn: Connection) -> std::io::Result<Group> {
-        let mut wal = path.clone().into_os_string();
+        // SQLite's own name for the file, symbolic links resolved.
+        let mut wal = conn
+            .path()
+            .map_or_else(|| path.clone().into_os_string(), Into::into);
         wal.push("-wal");
         Ok(Group {
             checkpointer: Checkpointer::start(path.clone())?,
@@ -366,6 +371,7 @@ fn commit(conn: &mut Connection) -> bool {
     match conn.execute_batch("COMMIT") {
         Ok(()) => true,
         Err(e) => {
+            lite::stop_if_fsync_failed(&e);
             tracing::error!(error = %e, "group commit failed");
             let _ = conn.execute_batch("ROLLBACK");
             false

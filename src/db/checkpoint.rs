@@ -16,6 +16,7 @@
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::lite::{self, Role};
@@ -26,13 +27,15 @@ const PAUSE: Duration = Duration::from_millis(100);
 /// How long after one of the thread's checkpoints the writer may finish it.
 const FRESH: Duration = Duration::from_millis(5);
 
-/// Tells the checkpoint thread that commits happened; the thread ends (after
-/// a last checkpoint) when this is dropped.
+/// Tells the checkpoint thread that commits happened; dropping this ends the
+/// thread after a last checkpoint, and waits for it to close its connection.
 #[derive(Debug)]
 pub struct Checkpointer {
-    nudge: SyncSender<()>,
+    /// `None` once dropped, which ends the thread's loop.
+    nudge: Option<SyncSender<()>>,
     /// When the thread last finished a checkpoint.
     passed: Arc<Mutex<Option<Instant>>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
@@ -40,13 +43,17 @@ impl Checkpointer {
     pub fn start(path: PathBuf) -> std::io::Result<Checkpointer> {
         let (nudge, nudged) = sync_channel(1);
         let passed = Arc::new(Mutex::new(None));
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("twofactor-checkpoint".into())
             .spawn({
                 let passed = passed.clone();
                 move || run(&path, &nudged, &passed)
             })?;
-        Ok(Checkpointer { nudge, passed })
+        Ok(Checkpointer {
+            nudge: Some(nudge),
+            passed,
+            thread: Some(thread),
+        })
     }
 
     /// Whether the thread finished a checkpoint less than [`FRESH`] ago:
@@ -58,8 +65,19 @@ impl Checkpointer {
 
     /// After a commit: a checkpoint is due. Never blocks.
     pub fn nudge(&self) {
-        match self.nudge.try_send(()) {
-            Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+        if let Some(nudge) = &self.nudge {
+            match nudge.try_send(()) {
+                Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+            }
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.nudge = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

@@ -124,14 +124,16 @@ impl Writer {
 #[derive(Debug)]
 pub struct Group {
     path: PathBuf,
-    checkpointer: Checkpointer,
-    // Before `state`: dropped first, it syncs the groups still queued while
-    // the writer connection is open (closing it may remove the WAL).
+    // Fields drop in this order. First the groups still queued are synced,
+    // while the WAL is surely there...
     wal_sync: WalSync,
     state: Arc<Mutex<State>>,
     /// Tasks waiting for `state`: while there are any, a releasing
     /// transaction leaves the COMMIT to them.
     waiting: AtomicUsize,
+    // ...and the checkpoint thread's connection closes after the writer's:
+    // the last to close copies the WAL into the database and deletes it.
+    checkpointer: Checkpointer,
 }
 
 #[derive(Debug, Default)]

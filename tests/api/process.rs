@@ -1136,3 +1136,28 @@ async fn sigterm_stops_the_server_gracefully() {
     assert!(r.is_err(), "pid {pid} is gone, the port answers no more");
     drop(http);
 }
+
+#[tokio::test]
+async fn a_graceful_stop_leaves_sqlite_without_a_wal() {
+    let Some(mut server) = ServerProcess::start().await else {
+        return;
+    };
+    if !server.db_path().exists() {
+        // PostgreSQL.
+        return;
+    }
+    let mut api = Api::new(&server);
+    run_every_flow(&mut api).await;
+    let mut wal = server.db_path().into_os_string();
+    wal.push("-wal");
+    assert!(
+        std::path::Path::new(&wal).exists(),
+        "a running server has a WAL"
+    );
+    let (status, _) = server.terminate();
+    assert!(status.success(), "graceful stop exits 0, got {status}");
+    assert!(
+        !std::path::Path::new(&wal).exists(),
+        "the last connection to close copies the WAL into the database and removes it"
+    );
+}

@@ -165,7 +165,8 @@ async fn connect_sqlite(path: &Path, settings: PoolSettings) -> anyhow::Result<D
     migrate.close().await;
     let writer = lite::open(&path, lite::Role::Writer)
         .with_context(|| format!("opening SQLite database {}", path.display()))?;
-    let group = Group::new(path.clone(), writer).context("starting the checkpoint thread")?;
+    let group =
+        Group::new(path.clone(), writer).context("starting the checkpoint and WAL sync threads")?;
     Ok(Db {
         read: Reader::Lite(Arc::new(LitePool::new(path))),
         write: Writer::Group(Arc::new(group)),

@@ -25,7 +25,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -155,8 +155,11 @@ impl WalFile {
         match std::fs::metadata(&self.path) {
             // Deleted: everything in it is in the database file, synced.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            _ if !same_file(&self.file, &self.path)? => self.file = File::open(&self.path)?,
-            _ => {}
+            Err(e) => return Err(e),
+            Ok(now) if !same_inode(&self.file.metadata()?, &now) => {
+                self.file = File::open(&self.path)?;
+            }
+            Ok(_) => {}
         }
         // fdatasync through any descriptor flushes every written page of
         // the file, SQLite's writes included.
@@ -164,9 +167,8 @@ impl WalFile {
     }
 }
 
-fn same_file(file: &File, path: &Path) -> std::io::Result<bool> {
-    let held = file.metadata()?;
-    Ok(std::fs::metadata(path).is_ok_and(|now| now.dev() == held.dev() && now.ino() == held.ino()))
+fn same_inode(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.dev() == b.dev() && a.ino() == b.ino()
 }
 
 #[cfg(test)]
@@ -174,7 +176,14 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
+    use std::path::Path;
+
     use super::*;
+
+    fn same_file(file: &File, path: &Path) -> std::io::Result<bool> {
+        let held = file.metadata()?;
+        Ok(std::fs::metadata(path).is_ok_and(|now| same_inode(&held, &now)))
+    }
 
     fn acks(n: usize) -> (Vec<Ack>, Vec<oneshot::Receiver<bool>>) {
         (0..n).map(|_| oneshot::channel()).unzip()

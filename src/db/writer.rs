@@ -151,7 +151,7 @@ struct State {
 
 impl Group {
     /// Group commit over `conn`, the one writer of the database at `path`,
-    /// with its checkpoint thread.
+    /// with its checkpoint and WAL sync threads.
     pub fn new(path: PathBuf, conn: Connection) -> std::io::Result<Group> {
         // SQLite's own name for the file, symbolic links resolved.
         let mut wal = conn

@@ -1,18 +1,20 @@
 //! The `mfa_challenges` table: the `mfa_token`s handed out by /login when a
-//! second factor is due, by hash, bound to their user, spent once.
+//! second factor is due, by key ([`crate::auth::tokens`]), bound to their user, spent
+//! once.
 
 use super::Conn;
-use super::sql::{Executor, query};
+use super::sql::{Ex, Executor, query};
+use crate::auth::tokens::TokenKey;
 
-/// Stores a new challenge.
+/// Stores a new challenge under `key` ([`crate::auth::tokens::Issued::key`]).
 pub async fn insert<'e>(
     ex: impl Executor<'e>,
-    token_hash: &[u8],
+    key: &[u8],
     user_id: i64,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
     query("INSERT INTO mfa_challenges (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
-        .bind(token_hash)
+        .bind(key)
         .bind(user_id)
         .bind(expires_at)
         .execute(ex)
@@ -20,25 +22,25 @@ pub async fn insert<'e>(
         .map(|_| ())
 }
 
-/// The user an unexpired challenge belongs to.
-pub async fn find<'e>(
-    ex: impl Executor<'e>,
-    token_hash: &[u8],
-    now: i64,
-) -> Result<Option<i64>, sqlx::Error> {
-    let row = query("SELECT user_id FROM mfa_challenges WHERE token_hash = $1 AND expires_at > $2")
-        .bind(token_hash)
-        .bind(now)
-        .fetch_optional(ex)
-        .await?;
-    row.map(|r| r.try_get(0)).transpose()
-}
-
 /// The user an unexpired challenge belongs to, if that user is the one
 /// named `username_key` (one read for /login-2fa's two checks).
 pub async fn find_for<'e>(
     ex: impl Executor<'e>,
-    token_hash: &[u8],
+    token: &TokenKey,
+    username_key: &str,
+    now: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    // The legacy key only when the current one finds nothing (see tokens).
+    let mut ex = ex.into_ex();
+    match find_by_key(ex.reborrow(), token.key(), username_key, now).await? {
+        None => find_by_key(ex, token.legacy(), username_key, now).await,
+        found => Ok(found),
+    }
+}
+
+async fn find_by_key(
+    ex: Ex<'_>,
+    key: &[u8],
     username_key: &str,
     now: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
@@ -46,7 +48,7 @@ pub async fn find_for<'e>(
         "SELECT c.user_id FROM mfa_challenges c JOIN users u ON u.id = c.user_id \
          WHERE c.token_hash = $1 AND c.expires_at > $2 AND u.username_key = $3",
     )
-    .bind(token_hash)
+    .bind(key)
     .bind(now)
     .bind(username_key)
     .fetch_optional(ex)
@@ -57,14 +59,24 @@ pub async fn find_for<'e>(
 /// Spends a challenge; false if it is gone, expired or someone else's.
 pub async fn spend(
     conn: &mut Conn,
-    token_hash: &[u8],
+    token: &TokenKey,
+    user_id: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    Ok(spend_by_key(conn, token.key(), user_id, now).await?
+        || spend_by_key(conn, token.legacy(), user_id, now).await?)
+}
+
+async fn spend_by_key(
+    conn: &mut Conn,
+    key: &[u8],
     user_id: i64,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let done = query(
         "DELETE FROM mfa_challenges WHERE token_hash = $1 AND user_id = $2 AND expires_at > $3",
     )
-    .bind(token_hash)
+    .bind(key)
     .bind(user_id)
     .bind(now)
     .execute(conn)

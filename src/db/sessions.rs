@@ -1,9 +1,10 @@
-//! The `sessions` table: bearer tokens by hash, with expiry, an opaque
+//! The `sessions` table: bearer tokens by key ([`crate::auth::tokens`]), with expiry, an opaque
 //! public id (what `GET /me/sessions` shows and `DELETE /me/sessions/{id}`
 //! takes, never the token or its hash) and where they were opened from.
 
 use super::Conn;
-use super::sql::{Executor, query};
+use super::sql::{Ex, Executor, query};
+use crate::auth::tokens::TokenKey;
 
 /// Who a live session belongs to.
 pub struct SessionUser {
@@ -21,8 +22,8 @@ pub struct SessionUser {
 
 /// A new session.
 pub struct NewSession<'a> {
-    /// SHA-256 of the bearer token.
-    pub token_hash: &'a [u8],
+    /// The bearer token's key ([`crate::auth::tokens::Issued::key`]).
+    pub key: &'a [u8],
     /// Random, shown to the user.
     pub public_id: &'a str,
     /// Owner.
@@ -61,7 +62,7 @@ pub async fn insert(conn: &mut Conn, s: &NewSession<'_>) -> Result<(), sqlx::Err
          (token_hash, public_id, user_id, created_at, expires_at, client_addr, user_agent) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(s.token_hash)
+    .bind(s.key)
     .bind(s.public_id)
     .bind(s.user_id)
     .bind(s.now)
@@ -76,20 +77,29 @@ pub async fn insert(conn: &mut Conn, s: &NewSession<'_>) -> Result<(), sqlx::Err
 /// The owner of an unexpired session.
 pub async fn find<'e>(
     ex: impl Executor<'e>,
-    token_hash: &[u8],
+    token: &TokenKey,
     now: i64,
 ) -> Result<Option<SessionUser>, sqlx::Error> {
+    // The legacy key only when the current one finds nothing (see tokens).
+    let mut ex = ex.into_ex();
+    match find_by_key(ex.reborrow(), token.key(), now).await? {
+        None => find_by_key(ex, token.legacy(), now).await,
+        found => Ok(found),
+    }
+}
+
+async fn find_by_key(ex: Ex<'_>, key: &[u8], now: i64) -> Result<Option<SessionUser>, sqlx::Error> {
     let row = query(
         "SELECT u.id, u.username, \
-                (SELECT COUNT(*) FROM totp_credentials c \
-                 WHERE c.user_id = u.id AND (c.confirmed_at IS NOT NULL OR c.is_default = 1)), \
-                s.public_id, \
-                (SELECT COUNT(*) FROM recovery_codes r \
-                 WHERE r.user_id = u.id AND r.used_at IS NULL) \
-         FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE s.token_hash = $1 AND s.expires_at > $2",
+                    (SELECT COUNT(*) FROM totp_credentials c \
+                     WHERE c.user_id = u.id AND (c.confirmed_at IS NOT NULL OR c.is_default = 1)), \
+                    s.public_id, \
+                    (SELECT COUNT(*) FROM recovery_codes r \
+                     WHERE r.user_id = u.id AND r.used_at IS NULL) \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
     )
-    .bind(token_hash)
+    .bind(key)
     .bind(now)
     .fetch_optional(ex)
     .await?;
@@ -142,11 +152,17 @@ pub async fn list_for_user<'e>(
 /// Ends an unexpired session; false if there was none.
 pub async fn delete<'e>(
     ex: impl Executor<'e>,
-    token_hash: &[u8],
+    token: &TokenKey,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
+    let mut ex = ex.into_ex();
+    Ok(delete_by_key(ex.reborrow(), token.key(), now).await?
+        || delete_by_key(ex, token.legacy(), now).await?)
+}
+
+async fn delete_by_key(ex: Ex<'_>, key: &[u8], now: i64) -> Result<bool, sqlx::Error> {
     let done = query("DELETE FROM sessions WHERE token_hash = $1 AND expires_at > $2")
-        .bind(token_hash)
+        .bind(key)
         .bind(now)
         .execute(ex)
         .await?;

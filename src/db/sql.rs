@@ -110,10 +110,28 @@ pub enum Ex<'e> {
     LiteConn(&'e mut rusqlite::Connection),
 }
 
+impl Ex<'_> {
+    /// The same handle for one more statement.
+    pub fn reborrow(&mut self) -> Ex<'_> {
+        match self {
+            Ex::AnyPool(pool) => Ex::AnyPool(pool),
+            Ex::AnyConn(conn) => Ex::AnyConn(conn),
+            Ex::LitePool(pool) => Ex::LitePool(pool),
+            Ex::LiteConn(conn) => Ex::LiteConn(conn),
+        }
+    }
+}
+
 /// Something statements can run on: `db.reader()` or `&mut *tx`.
 pub trait Executor<'e> {
     /// The backend's handle.
     fn into_ex(self) -> Ex<'e>;
+}
+
+impl<'e> Executor<'e> for Ex<'e> {
+    fn into_ex(self) -> Ex<'e> {
+        self
+    }
 }
 
 impl<'e> Executor<'e> for &'e mut Conn {

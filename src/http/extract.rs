@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use serde_json::{Map, Value};
 
 use super::error::Error;
-use crate::auth::tokens;
+use crate::auth::tokens::{self, TokenKey};
 use crate::domain::{Password, Username, password, username};
 use crate::service::Client;
 
@@ -158,8 +158,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     }
 }
 
-/// The stored hash of the bearer token in `Authorization`.
-pub struct Bearer(pub Vec<u8>);
+/// How the store finds the bearer token in `Authorization`.
+pub struct Bearer(pub TokenKey);
 
 impl<S: Send + Sync> FromRequestParts<S> for Bearer {
     type Rejection = Error;
@@ -174,7 +174,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(Error::Unauthorized);
         }
-        tokens::parse_and_hash(token.trim())
+        tokens::parse(token.trim())
             .map(Bearer)
             .ok_or(Error::Unauthorized)
     }

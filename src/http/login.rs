@@ -172,7 +172,7 @@ async fn login_2fa(
     let token = body.token("token")?;
     let mfa_token = body.token("mfa_token")?;
 
-    let challenge = tokens::parse_and_hash(mfa_token).ok_or(Error::InvalidMfaToken)?;
+    let challenge = tokens::parse(mfa_token).ok_or(Error::InvalidMfaToken)?;
     let user_id =
         challenges::find_for(app.db.reader(), &challenge, username.key(), app.clock.now())
             .await?

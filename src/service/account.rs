@@ -5,6 +5,7 @@
 use subtle::ConstantTimeEq;
 
 use super::{Accept, Client, Services, Subject};
+use crate::auth::tokens::TokenKey;
 use crate::auth::{recovery, strength};
 use crate::db::sessions::{self, SessionUser};
 use crate::db::{recovery_codes, users};
@@ -30,9 +31,9 @@ impl SignedIn {
 }
 
 impl Services {
-    /// The live session whose token hashes to `token_hash`, or 401.
-    pub async fn signed_in(&self, token_hash: &[u8]) -> Result<SignedIn, Error> {
-        let session = sessions::find(self.db.reader(), token_hash, self.clock.now())
+    /// The live session of `token`, or 401.
+    pub async fn signed_in(&self, token: &TokenKey) -> Result<SignedIn, Error> {
+        let session = sessions::find(self.db.reader(), token, self.clock.now())
             .await?
             .ok_or(Error::Unauthorized)?;
         let username = Username::parse(&session.username).ok_or_else(|| {

@@ -38,7 +38,7 @@ impl Services {
         fill_random(&mut id[8..]);
         let public_id = hex::encode(id);
         let session = NewSession {
-            token_hash: &issued.hash,
+            key: &issued.key,
             public_id: &public_id,
             user_id,
             now,
@@ -62,7 +62,7 @@ impl Services {
     ) -> Result<IssuedToken, Error> {
         let issued = tokens::issue();
         let expires = self.clock.now() + self.mfa_token_ttl;
-        challenges::insert(conn, &issued.hash, user_id, expires).await?;
+        challenges::insert(conn, &issued.key, user_id, expires).await?;
         Ok(IssuedToken {
             token: issued.token,
             expires_in: self.mfa_token_ttl,

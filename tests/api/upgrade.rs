@@ -6,9 +6,8 @@ use std::path::Path;
 
 use serde_json::Value;
 use sqlx::AnyPool;
-use twofactor::auth::crypto::Sealer;
+use twofactor::auth::crypto::{Sealer, fill_random};
 use twofactor::auth::password::Hasher;
-use twofactor::auth::tokens;
 use twofactor::domain::Password;
 
 use super::backend::{self, Backend};
@@ -74,11 +73,15 @@ async fn old_database(url: &str, dir: &Path, secret: &[u8]) -> String {
     .execute(&pool)
     .await
     .expect("credential");
-    let session = tokens::issue();
+    // A token of that version: 256 random bits, stored by its SHA-256.
+    let mut bytes = [0u8; 32];
+    fill_random(&mut bytes);
+    let token = data_encoding::BASE64URL_NOPAD.encode(&bytes);
+    let hash = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()).to_vec();
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
     )
-    .bind(session.hash)
+    .bind(hash)
     .bind(id)
     .bind(now)
     .bind(now + 3600)
@@ -86,7 +89,7 @@ async fn old_database(url: &str, dir: &Path, secret: &[u8]) -> String {
     .await
     .expect("session");
     pool.close().await;
-    session.token
+    token
 }
 
 #[tokio::test]
@@ -122,4 +125,8 @@ async fn an_account_from_before_devices_keeps_its_authenticator_and_sessions() {
     let device = app.add_confirmed_device(&bearer, "tablet").await;
     let body: Value = assert_ok_json(app.devices(&bearer).await).await;
     assert_eq!(body["devices"][1]["id"], device.id);
+
+    // The old session can still be ended.
+    assert_eq!(app.logout(&token).await.status(), 204);
+    assert_eq!(app.me(&token).await.status(), 401);
 }

@@ -56,6 +56,16 @@ impl Checkpointer {
         })
     }
 
+    /// No thread: the writer's own checkpoints are the only ones (tests).
+    #[cfg(test)]
+    pub fn idle() -> Checkpointer {
+        Checkpointer {
+            nudge: None,
+            passed: Arc::default(),
+            thread: None,
+        }
+    }
+
     /// Whether the thread finished a checkpoint less than [`FRESH`] ago:
     /// little is then left for the writer to copy.
     pub fn just_passed(&self) -> bool {

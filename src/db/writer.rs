@@ -153,13 +153,17 @@ impl Group {
     /// Group commit over `conn`, the one writer of the database at `path`,
     /// with its checkpoint and WAL sync threads.
     pub fn new(path: PathBuf, conn: Connection) -> std::io::Result<Group> {
+        Group::with(Checkpointer::start(path.clone())?, path, conn)
+    }
+
+    fn with(checkpointer: Checkpointer, path: PathBuf, conn: Connection) -> std::io::Result<Group> {
         // SQLite's own name for the file, symbolic links resolved.
         let mut wal = conn
             .path()
             .map_or_else(|| path.clone().into_os_string(), Into::into);
         wal.push("-wal");
         Ok(Group {
-            checkpointer: Checkpointer::start(path.clone())?,
+            checkpointer,
             wal_sync: WalSync::start(wal.into())?,
             path,
             state: Arc::new(Mutex::new(State {
@@ -413,4 +417,58 @@ fn finish(state: &mut State, committed: bool) {
 /// What a member of a failed group gets (a 503: the cause is logged once).
 fn group_failed() -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::other("the group commit failed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// SQLite bumps the checkpoint sequence number in the WAL's header
+    /// (bytes 12..16) each time it starts the WAL over.
+    fn wal_restarts(path: &std::path::Path) -> u32 {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let header = std::fs::read(wal).unwrap_or_default();
+        header
+            .get(12..16)
+            .map_or(0, |b| u32::from_be_bytes(b.try_into().unwrap()))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_the_checkpoint_thread_the_writer_alone_starts_the_wal_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let conn = lite::open(&path, Role::Writer).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER NOT NULL)")
+            .unwrap();
+        let group = Arc::new(Group::with(Checkpointer::idle(), path.clone(), conn).unwrap());
+        let write = |group: Arc<Group>| async move {
+            let mut held = Group::begin(&group).await.unwrap();
+            held.conn()
+                .execute("INSERT INTO t (x) VALUES (1)", [])
+                .unwrap();
+            held.commit().await.unwrap();
+        };
+        // Writes without a pause for longer than the writer's longest
+        // interval: it checkpoints after its first commit and once more
+        // within 2 s, and the write after each starts the WAL over.
+        let mut seen = BTreeSet::new();
+        let mut in_flight = tokio::task::JoinSet::new();
+        let started = Instant::now();
+        while started.elapsed() < WRITER_CHECKPOINT_LATEST + Duration::from_millis(500) {
+            while in_flight.len() < 32 {
+                in_flight.spawn(write(group.clone()));
+            }
+            in_flight.join_next().await.unwrap().unwrap();
+            seen.insert(wal_restarts(&path));
+        }
+        in_flight.join_all().await;
+        assert!(
+            seen.len() >= 3,
+            "the WAL started over {} time(s)",
+            seen.len().saturating_sub(1)
+        );
+    }
 }

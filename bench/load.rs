@@ -25,12 +25,20 @@ pub struct Report {
     /// CPU seconds the server used meanwhile (filled in by the caller).
     #[serde(skip)]
     pub server_cpu: f64,
+    /// Bytes the server wrote to the disk meanwhile (filled in by the caller).
+    #[serde(skip)]
+    pub server_disk: u64,
 }
 
 impl Report {
     /// Requests per second over the whole run.
     pub fn rps(&self) -> f64 {
         self.requests as f64 / (self.micros.max(1) as f64 / 1e6)
+    }
+
+    /// KiB written to the disk per request.
+    pub fn disk_kib_per_request(&self) -> f64 {
+        self.server_disk as f64 / 1024.0 / self.requests.max(1) as f64
     }
 
     /// CPU µs per request of the server and of wrk.

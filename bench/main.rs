@@ -141,12 +141,14 @@ async fn run_backend(
             .perf
             .then(|| profile(server.pid(), &dir.join(format!("{name}.perf.data"))));
         let cpu = server.cpu_seconds()?;
+        let disk = server.disk_bytes()?;
         let report = load.run(script);
         if let Some(perf) = perf {
             stop_profile(perf?)?;
         }
         let mut report = report?;
         report.server_cpu = server.cpu_seconds()? - cpu;
+        report.server_disk = server.disk_bytes()? - disk;
         Ok(report)
     };
     eprintln!("bench: GET /healthz");
@@ -294,7 +296,11 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
             l2,
             ratio(l2),
             verdict(ok, "≥ 25%, p99 ≤ 10 ms"),
-            errors(l2),
+            format!(
+                "{}; disk {:.1} KiB/req",
+                errors(l2),
+                l2.disk_kib_per_request()
+            ),
         );
         let me = &f.me;
         let ok = 100.0 * me.rps() / ceiling >= 50.0 && me.non2xx == 0;

@@ -86,6 +86,18 @@ impl Server {
         Ok((ticks(11)? + ticks(12)?) / clock_ticks())
     }
 
+    /// Bytes the server has sent to the disk (`write_bytes` of
+    /// /proc/PID/io: what reached the block layer, the WAL's and the
+    /// checkpoints' writes alike).
+    pub fn disk_bytes(&self) -> anyhow::Result<u64> {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid()))
+            .context("reading /proc/PID/io")?;
+        io.lines()
+            .find_map(|l| l.strip_prefix("write_bytes:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no write_bytes line")
+    }
+
     /// Peak resident set size so far (VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> anyhow::Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))

@@ -95,11 +95,18 @@ pub enum LoginResponse {
 fn outcome<T>(result: &Result<T, Error>) -> Option<&'static str> {
     match result {
         Ok(_) => Some("success"),
-        Err(
-            Error::InvalidCredentials | Error::InvalidOtp | Error::AuthenticatorIgnoredParameters,
-        ) => Some("failure"),
-        Err(Error::TooManyAttempts { .. }) => Some("locked"),
-        Err(_) => None,
+        Err(e) => failure(e),
+    }
+}
+
+/// How a failed factor check ended, as [`outcome`] says it.
+fn failure(error: &Error) -> Option<&'static str> {
+    match error {
+        Error::InvalidCredentials | Error::InvalidOtp | Error::AuthenticatorIgnoredParameters => {
+            Some("failure")
+        }
+        Error::TooManyAttempts { .. } => Some("locked"),
+        _ => None,
     }
 }
 
@@ -137,20 +144,30 @@ async fn login(
         username: username.key(),
         user_id: Some(user.id),
     };
+    // Tokens are drawn before the write lock is taken (see PreparedSession).
+    let (challenge, session) = if user.mfa_enabled {
+        (Some(app.prepare_challenge()), None)
+    } else {
+        (None, Some(app.prepare_session()))
+    };
     let mut tx = app.db.begin_write().await?;
     app.audit(&mut *tx, &client, subject, "password.success", None)
         .await?;
-    let response = if user.mfa_enabled {
-        let challenge = app.issue_challenge(&mut tx, user.id).await?;
+    let response = if let Some(challenge) = challenge {
+        let challenge = app.store_challenge(&mut tx, challenge, user.id).await?;
         LoginResponse::MfaRequired(MfaRequiredResponse {
             message: "MFA enabled. Please submit OTP",
             mfa_required: true,
             mfa_token: challenge.token,
             expires_in: challenge.expires_in,
         })
-    } else {
-        let session = app.issue_session(&mut tx, user.id, &client).await?;
+    } else if let Some(session) = session {
+        let session = app
+            .store_session(&mut tx, session, user.id, &client)
+            .await?;
         LoginResponse::Session(session_response(session))
+    } else {
+        unreachable!("one of the two was prepared")
     };
     tx.commit().await?;
     Ok(Json(response))
@@ -188,26 +205,35 @@ async fn login_2fa(
             .check_second_factor(subject, user_id, token, Accept::AnyFactor)
             .await?
             .ok_or(Error::InvalidMfaToken)?;
-        app.settle_second_factor(subject, verified, Error::InvalidOtp, &client)
-            .await
+        // Drawn before the write lock is taken (see PreparedSession).
+        let session = app.prepare_session();
+        let settled = app
+            .settle_second_factor(subject, verified, Error::InvalidOtp, &client)
+            .await?;
+        Ok((settled, session))
     }
     .await;
-    if let Some(outcome) = outcome(&settled) {
-        let factor = match &settled {
-            Ok(s) if s.recovery_code_used => "recovery_code",
-            Ok(_) => "totp",
-            Err(_) => "second_factor",
-        };
-        app.metrics.login(factor, outcome);
-    }
-    let mut settled = settled?;
+    let (mut settled, session) = settled.inspect_err(|e| {
+        if let Some(failure) = failure(e) {
+            app.metrics.login("second_factor", failure);
+        }
+    })?;
     let now = app.clock.now();
     if !challenges::spend(&mut settled.tx, &challenge, user_id, now).await? {
         // Spent by a concurrent success or expired meanwhile; roll back.
         return Err(Error::InvalidMfaToken);
     }
-    let session = app.issue_session(&mut settled.tx, user_id, &client).await?;
+    let session = app
+        .store_session(&mut settled.tx, session, user_id, &client)
+        .await?;
     settled.tx.commit().await?;
+    // Counted once committed, outside the write lock.
+    let factor = if settled.recovery_code_used {
+        "recovery_code"
+    } else {
+        "totp"
+    };
+    app.metrics.login(factor, "success");
     if settled.recovery_code_used {
         app.metrics.recovery_code_used();
     }

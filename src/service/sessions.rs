@@ -17,26 +17,54 @@ pub struct IssuedToken {
     pub expires_in: i64,
 }
 
+/// A session token drawn before its transaction: drawing it (the OS CSPRNG,
+/// twice, and a hash) happens outside SQLite's write lock, which every
+/// write of the service waits for in turn.
+pub struct PreparedSession {
+    issued: tokens::Issued,
+    public_id: String,
+    now: i64,
+}
+
+/// An `mfa_token` drawn before its transaction (see [`PreparedSession`]).
+pub struct PreparedChallenge {
+    issued: tokens::Issued,
+    expires_at: i64,
+}
+
 impl Services {
-    /// Stores a new session for `user_id`, opened by `client`, inside
-    /// `conn`'s transaction. Its public id is its creation time and 64
-    /// random bits, unrelated to the token.
-    pub async fn issue_session(
-        &self,
-        conn: &mut Conn,
-        user_id: i64,
-        client: &Client,
-    ) -> Result<IssuedToken, Error> {
+    /// Draws a session token and its public id. The id is the creation
+    /// time, then 64 random bits, unrelated to the token: still
+    /// unguessable, and the time is shown beside it anyway. Ids in time
+    /// order make each new one land on the last page of its index instead
+    /// of a random page, which the commit would write out whole.
+    pub fn prepare_session(&self) -> PreparedSession {
         let now = self.clock.now();
         let issued = tokens::issue();
-        // The creation time, then 64 random bits: still unguessable, and
-        // the time is shown beside it anyway. Ids in time order make each
-        // new one land on the last page of its index instead of a random
-        // page, which the commit would write out whole.
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&now.to_be_bytes());
         fill_random(&mut id[8..]);
-        let public_id = hex::encode(id);
+        PreparedSession {
+            issued,
+            public_id: hex::encode(id),
+            now,
+        }
+    }
+
+    /// Stores `prepared` as a session of `user_id`, opened by `client`,
+    /// inside `conn`'s transaction.
+    pub async fn store_session(
+        &self,
+        conn: &mut Conn,
+        prepared: PreparedSession,
+        user_id: i64,
+        client: &Client,
+    ) -> Result<IssuedToken, Error> {
+        let PreparedSession {
+            issued,
+            public_id,
+            now,
+        } = prepared;
         let session = NewSession {
             key: &issued.key,
             public_id: &public_id,
@@ -53,18 +81,25 @@ impl Services {
         })
     }
 
-    /// Stores a new MFA challenge for `user_id` (the `mfa_token` of
-    /// /login) inside `conn`'s transaction.
-    pub async fn issue_challenge(
+    /// Draws an `mfa_token`.
+    pub fn prepare_challenge(&self) -> PreparedChallenge {
+        PreparedChallenge {
+            issued: tokens::issue(),
+            expires_at: self.clock.now() + self.mfa_token_ttl,
+        }
+    }
+
+    /// Stores `prepared` as an MFA challenge of `user_id` (the `mfa_token`
+    /// of /login) inside `conn`'s transaction.
+    pub async fn store_challenge(
         &self,
         conn: &mut Conn,
+        prepared: PreparedChallenge,
         user_id: i64,
     ) -> Result<IssuedToken, Error> {
-        let issued = tokens::issue();
-        let expires = self.clock.now() + self.mfa_token_ttl;
-        challenges::insert(conn, &issued.key, user_id, expires).await?;
+        challenges::insert(conn, &prepared.issued.key, user_id, prepared.expires_at).await?;
         Ok(IssuedToken {
-            token: issued.token,
+            token: prepared.issued.token,
             expires_in: self.mfa_token_ttl,
         })
     }

@@ -168,7 +168,9 @@ async fn under_steady_writes_the_wal_starts_over_instead_of_growing() {
     let mut seen = std::collections::BTreeSet::new();
     let mut in_flight = tokio::task::JoinSet::new();
     let started = std::time::Instant::now();
-    while started.elapsed() < std::time::Duration::from_millis(2400) {
+    // Until the WAL has started over twice, or a deadline generous for a
+    // loaded machine (a working writer takes about 2 s at most).
+    while seen.len() < 3 && started.elapsed() < std::time::Duration::from_secs(8) {
         // 32 writes in flight at all times.
         while in_flight.len() < 32 {
             n += 1;
@@ -180,11 +182,10 @@ async fn under_steady_writes_the_wal_starts_over_instead_of_growing() {
     in_flight.join_all().await;
     assert!(exists(&db, &format!("steady_{n}")).await);
     // The writer finishes the copy at least every 2 s (every 0.5 s when it
-    // can do so cheaply), so 2.4 s of writes start the WAL over at least
-    // twice: the first write after start, and one after that.
+    // can do so cheaply), and the next write starts the WAL over.
     assert!(
         seen.len() >= 3,
-        "over 2.4 s of steady writes ({n} transactions) the WAL started over only {} time(s)",
+        "over 8 s of steady writes ({n} transactions) the WAL started over only {} time(s)",
         seen.len().saturating_sub(1)
     );
     // Let the writer's interval pass, then a few single commits: after one

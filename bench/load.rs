@@ -36,6 +36,23 @@ impl Report {
         self.requests as f64 / (self.micros.max(1) as f64 / 1e6)
     }
 
+    /// Adds `slice`, a later run of the same scenario: counts and times add
+    /// up; the percentiles are left for the caller to take from the slices
+    /// (exact percentiles of the whole would need wrk's histograms).
+    pub fn add(&mut self, slice: &Report) {
+        self.requests += slice.requests;
+        self.micros += slice.micros;
+        self.non2xx += slice.non2xx;
+        self.socket_errors += slice.socket_errors;
+        self.exhausted += slice.exhausted;
+        for (status, count) in &slice.statuses {
+            *self.statuses.entry(status.clone()).or_default() += count;
+        }
+        self.wrk_cpu += slice.wrk_cpu;
+        self.server_cpu += slice.server_cpu;
+        self.server_disk += slice.server_disk;
+    }
+
     /// KiB written to the disk per request.
     pub fn disk_kib_per_request(&self) -> f64 {
         self.server_disk as f64 / 1024.0 / self.requests.max(1) as f64

@@ -6,6 +6,11 @@
 //! 1. `GET /healthz`, the in-run ceiling every scenario is compared with;
 //! 2. `POST /login-2fa` successes: distinct users, fresh mfa_tokens, valid codes;
 //! 3. `GET /me` with valid session tokens;
+//!
+//! these three in turn, in several rounds of short slices, so that the
+//! shared machine's drift (its speed moves by 20% within a minute) weighs on
+//! all three alike; then
+//!
 //! 4. a `/login` flood at the default argon2 cost, with /healthz sampled on
 //!    one more connection and the server's peak RSS read from /proc.
 //!
@@ -30,16 +35,21 @@ use server::Server;
 /// Flags of `bench/run`.
 #[derive(Parser, Debug)]
 struct Args {
-    /// MFA accounts seeded for the /login-2fa scenario (each logs in once).
-    #[arg(long, default_value_t = 60_000)]
+    /// MFA accounts seeded for the /login-2fa scenario (each logs in once;
+    /// each round gets its share).
+    #[arg(long, default_value_t = 80_000)]
     users: usize,
     /// Accounts without MFA whose sessions /me cycles through.
     #[arg(long, default_value_t = 1_000)]
     sessions: usize,
-    /// Seconds per scenario (the codes stay valid for at least 30 s; at
-    /// about 10k logins/s, 4 s use 40,000 of the 60,000 seeded accounts).
-    #[arg(long, default_value_t = 4)]
+    /// Seconds per slice of a scenario (a round's login-2fa bodies are
+    /// written just before its slice, so their codes are fresh; at about
+    /// 12k logins/s, a 2 s slice uses 24,000 accounts).
+    #[arg(long, default_value_t = 2)]
     seconds: u32,
+    /// Rounds of /healthz, /login-2fa and /me slices, one after the other.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Connections of the scenarios.
     #[arg(long, default_value_t = 64)]
     connections: u32,
@@ -99,6 +109,8 @@ struct Figures {
     ceiling: Report,
     login_2fa: Report,
     me: Report,
+    /// Each round's slices: /healthz, /login-2fa, /me.
+    rounds: Vec<[Report; 3]>,
     flood: Report,
     flood_healthz: Report,
     peak_rss_mib: f64,
@@ -151,25 +163,42 @@ async fn run_backend(
         report.server_disk = server.disk_bytes()? - disk;
         Ok(report)
     };
-    eprintln!("bench: GET /healthz");
-    let ceiling = profiled("healthz", load("GET", "/healthz", args.connections, vec![]))?;
-
-    eprintln!("bench: POST /login-2fa");
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let bodies = dir.join("login-2fa.jsonl");
-    let lines: Vec<String> = seeded.pending.iter().map(|p| p.body(now)).collect();
-    std::fs::write(&bodies, lines.join("\n") + "\n").context("writing the bodies")?;
-    let env = vec![("BENCH_BODIES", bodies.display().to_string())];
-    let login_2fa = profiled(
-        "login-2fa",
-        load("POST", "/login-2fa", args.connections, env),
-    )?;
-
-    eprintln!("bench: GET /me");
     let tokens = dir.join("sessions.txt");
     std::fs::write(&tokens, seeded.sessions.join("\n") + "\n").context("writing the tokens")?;
-    let env = vec![("BENCH_TOKENS", tokens.display().to_string())];
-    let me = profiled("me", load("GET", "/me", args.connections, env))?;
+    let bodies = dir.join("login-2fa.jsonl");
+    let share = seeded.pending.len().div_ceil(args.rounds.max(1)).max(1);
+    let (mut ceiling, mut login_2fa, mut me) = Default::default();
+    let mut rounds = Vec::new();
+    for (round, pending) in (1..).zip(seeded.pending.chunks(share)) {
+        eprintln!(
+            "bench: round {round}: GET /healthz, POST /login-2fa, GET /me ({} s each)",
+            args.seconds
+        );
+        let h = profiled(
+            &format!("healthz-{round}"),
+            load("GET", "/healthz", args.connections, vec![]),
+        )?;
+        // The code of the current step, valid for at least 30 s more.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let lines: Vec<String> = pending.iter().map(|p| p.body(now)).collect();
+        std::fs::write(&bodies, lines.join("\n") + "\n").context("writing the bodies")?;
+        let env = vec![("BENCH_BODIES", bodies.display().to_string())];
+        let l = profiled(
+            &format!("login-2fa-{round}"),
+            load("POST", "/login-2fa", args.connections, env),
+        )?;
+        let env = vec![("BENCH_TOKENS", tokens.display().to_string())];
+        let m = profiled(&format!("me-{round}"), load("GET", "/me", args.connections, env))?;
+        Report::add(&mut ceiling, &h);
+        Report::add(&mut login_2fa, &l);
+        Report::add(&mut me, &m);
+        rounds.push([h, l, m]);
+    }
+    // Each scenario's percentiles are the median round's.
+    for (i, merged) in [&mut ceiling, &mut login_2fa, &mut me].into_iter().enumerate() {
+        merged.p50_us = median(rounds.iter().map(|r| r[i].p50_us));
+        merged.p99_us = median(rounds.iter().map(|r| r[i].p99_us));
+    }
 
     eprintln!("bench: POST /login flood at the default argon2 cost");
     let client = reqwest::Client::new();
@@ -195,6 +224,7 @@ async fn run_backend(
         ceiling,
         login_2fa,
         me,
+        rounds,
         flood,
         flood_healthz,
         peak_rss_mib,
@@ -244,6 +274,32 @@ fn stop_profile(mut perf: std::process::Child) -> anyhow::Result<()> {
         .status()?;
     perf.wait()?;
     Ok(())
+}
+
+/// The middle value (the upper one of an even count).
+fn median(values: impl Iterator<Item = u64>) -> u64 {
+    let mut values: Vec<u64> = values.collect();
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
+/// Scenario `i` of each round as a share of that round's ceiling, lowest to
+/// highest: `20–22%`.
+fn share(rounds: &[[Report; 3]], i: usize) -> String {
+    let (lo, hi) = rounds
+        .iter()
+        .map(|r| 100.0 * r[i].rps() / r[0].rps())
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    format!("{lo:.0}–{hi:.0}%")
+}
+
+/// Scenario `i`'s p99 in each round, in ms: `12.1 / 9.8 / 10.4`.
+fn p99s(rounds: &[[Report; 3]], i: usize) -> String {
+    let each: Vec<String> = rounds
+        .iter()
+        .map(|r| format!("{:.1}", r[i].p99_us as f64 / 1000.0))
+        .collect();
+    each.join(" / ") + " ms"
 }
 
 fn ms(us: u64) -> String {
@@ -297,9 +353,11 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
             ratio(l2),
             verdict(ok, "≥ 25%, p99 ≤ 10 ms"),
             format!(
-                "{}; disk {:.1} KiB/req",
+                "{}; disk {:.1} KiB/req; rounds {}, p99 {}",
                 errors(l2),
-                l2.disk_kib_per_request()
+                l2.disk_kib_per_request(),
+                share(&f.rounds, 1),
+                p99s(&f.rounds, 1)
             ),
         );
         let me = &f.me;
@@ -310,7 +368,12 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
             me,
             ratio(me),
             verdict(ok, "≥ 50%"),
-            errors(me),
+            format!(
+                "{}; rounds {}, p99 {}",
+                errors(me),
+                share(&f.rounds, 2),
+                p99s(&f.rounds, 2)
+            ),
         );
         let statuses: Vec<String> = f
             .flood

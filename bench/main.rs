@@ -188,14 +188,20 @@ async fn run_backend(
             load("POST", "/login-2fa", args.connections, env),
         )?;
         let env = vec![("BENCH_TOKENS", tokens.display().to_string())];
-        let m = profiled(&format!("me-{round}"), load("GET", "/me", args.connections, env))?;
+        let m = profiled(
+            &format!("me-{round}"),
+            load("GET", "/me", args.connections, env),
+        )?;
         Report::add(&mut ceiling, &h);
         Report::add(&mut login_2fa, &l);
         Report::add(&mut me, &m);
         rounds.push([h, l, m]);
     }
     // Each scenario's percentiles are the median round's.
-    for (i, merged) in [&mut ceiling, &mut login_2fa, &mut me].into_iter().enumerate() {
+    for (i, merged) in [&mut ceiling, &mut login_2fa, &mut me]
+        .into_iter()
+        .enumerate()
+    {
         merged.p50_us = median(rounds.iter().map(|r| r[i].p50_us));
         merged.p99_us = median(rounds.iter().map(|r| r[i].p99_us));
     }
@@ -207,11 +213,17 @@ async fn run_backend(
         serde_json::json!({"username": "bench_flood", "password": seed::PASSWORD}).to_string();
     let flood_env = vec![("BENCH_BODY", body), ("BENCH_STATUSES", "1".to_owned())];
     let cpu = server.cpu_seconds()?;
-    let flood = load("POST", "/login", args.flood_connections, flood_env).spawn(script)?;
+    // As long as the rounds of one scenario took, in one go.
+    let flood = Load {
+        seconds: args.seconds * u32::try_from(args.rounds).unwrap_or(1),
+        ..load("POST", "/login", args.flood_connections, flood_env)
+    }
+    .spawn(script)?;
     // The probe samples every 5 ms rather than loading the server itself.
     let probe_env = vec![("BENCH_DELAY_MS", "5".to_owned())];
     let probe = Load {
         threads: 1,
+        seconds: args.seconds * u32::try_from(args.rounds).unwrap_or(1),
         ..load("GET", "/healthz", 1, probe_env)
     }
     .spawn(script)?;

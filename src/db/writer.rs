@@ -196,9 +196,7 @@ impl Group {
         if !held.state().open {
             held.begin_immediate().await?;
         }
-        held.conn()
-            .execute_batch("SAVEPOINT tx")
-            .map_err(lite::into_sqlx)?;
+        run(held.conn(), "SAVEPOINT tx").map_err(lite::into_sqlx)?;
         held.savepoint = true;
         Ok(held)
     }
@@ -257,7 +255,7 @@ impl Held {
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            match self.conn().execute_batch("BEGIN IMMEDIATE") {
+            match run(self.conn(), "BEGIN IMMEDIATE") {
                 Ok(()) => {
                     self.state().open = true;
                     return Ok(());
@@ -275,7 +273,7 @@ impl Held {
         let Some(mut state) = self.state.take() else {
             return Err(group_failed());
         };
-        if let Err(e) = conn_of(&mut state).execute_batch("RELEASE tx") {
+        if let Err(e) = run(conn_of(&mut state), "RELEASE tx") {
             tracing::error!(error = %e, "releasing a savepoint failed");
             fail(&mut state);
             release(&self.group, state);
@@ -372,9 +370,16 @@ fn checkpoint(mut state: OwnedMutexGuard<State>, now: Instant) {
     });
 }
 
+/// Runs one of the writer's transaction statements, prepared once: they run
+/// for every logical transaction, inside the write lock, and parsing them
+/// anew each time cost more than running them.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// COMMIT, or on failure ROLLBACK; true if committed.
 fn commit(conn: &mut Connection) -> bool {
-    match conn.execute_batch("COMMIT") {
+    match run(conn, "COMMIT") {
         Ok(()) => true,
         Err(e) => {
             lite::stop_if_fsync_failed(&e);

@@ -12,6 +12,7 @@ use super::Conn;
 use super::sql::{Executor, Row, query};
 
 use crate::auth::crypto::Sealed;
+use crate::auth::lockout::Factor;
 use crate::auth::totp::{Algorithm, TotpParams};
 
 /// Label of the default device.
@@ -176,29 +177,50 @@ pub async fn insert_pending(conn: &mut Conn, d: &NewDevice<'_>) -> Result<i64, s
     row.try_get(0)
 }
 
-/// The devices of `user_id` that count for login, oldest first, and how
-/// many unused recovery codes the account has (one read for /login-2fa).
+/// What the second-factor check reads, in one statement.
+pub struct Counting {
+    /// The devices that count for login, oldest first.
+    pub devices: Vec<Credential>,
+    /// The account's unused recovery codes.
+    pub recovery_unused: i64,
+    /// Until when `subject` is locked out of the second factor, if a
+    /// throttle row exists (read only when there are devices).
+    pub locked_until: Option<i64>,
+}
+
+/// The devices of `user_id` that count for login, how many unused recovery
+/// codes the account has, and the second-factor lockout of `subject` (its
+/// case-folded username): the one read of a second-factor check.
 pub async fn counting_for_user<'e>(
     ex: impl Executor<'e>,
     user_id: i64,
-) -> Result<(Vec<Credential>, i64), sqlx::Error> {
+    subject: &str,
+) -> Result<Counting, sqlx::Error> {
     let rows = query(concat!(
         column_list!(),
         ", (SELECT COUNT(*) FROM recovery_codes r \
-            WHERE r.user_id = totp_credentials.user_id AND r.used_at IS NULL) \
+            WHERE r.user_id = totp_credentials.user_id AND r.used_at IS NULL), \
+           (SELECT t.locked_until FROM throttles t \
+            WHERE t.subject = $2 AND t.factor = $3) \
          FROM totp_credentials WHERE user_id = $1 AND ",
         counts!(),
         " ORDER BY id"
     ))
     .bind(user_id)
+    .bind(subject)
+    .bind(Factor::SecondFactor.as_str())
     .fetch_all(ex)
     .await?;
-    let unused = match rows.first() {
-        Some(r) => r.try_get(15)?,
-        None => 0,
+    let (recovery_unused, locked_until) = match rows.first() {
+        Some(r) => (r.try_get(15)?, r.try_get(16)?),
+        None => (0, None),
     };
     let devices = rows.iter().map(credential).collect::<Result<_, _>>()?;
-    Ok((devices, unused))
+    Ok(Counting {
+        devices,
+        recovery_unused,
+        locked_until,
+    })
 }
 
 /// Every device of `user_id` except expired pending ones, oldest first.

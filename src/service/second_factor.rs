@@ -13,7 +13,7 @@ use super::{Client, Services, Subject};
 use crate::auth::lockout::{Factor, retry_after};
 use crate::auth::recovery;
 use crate::auth::totp::{self, TotpParams};
-use crate::db::credentials::{self, Credential};
+use crate::db::credentials::{self, Counting, Credential};
 use crate::db::{recovery_codes, throttle};
 use crate::domain::otp::{OtpCode, RecoveryCode};
 use crate::http::Error;
@@ -111,12 +111,13 @@ impl Services {
         u64::try_from(self.clock.now()).unwrap_or(0)
     }
 
-    /// The early lockout check of `subject`, then
-    /// [`verify_second_factor`](Self::verify_second_factor): a lock wins.
-    /// The binding lock check is made again when the attempt is settled.
-    /// One after the other, not at once: on SQLite reads finish on the
-    /// spot, so running both at once gains nothing, and on PostgreSQL it
-    /// would hold two pooled connections per request.
+    /// Checks `token` against every device of `user_id` that counts and,
+    /// when `accept` allows, its recovery codes; `None` when MFA is not
+    /// enabled. The early lockout check of `subject` comes first, read in
+    /// the same statement as the devices: a lock wins. The binding lock
+    /// check is made again when the attempt is settled. Every device is
+    /// checked (no early exit), so the time taken does not tell which one
+    /// matched.
     pub async fn check_second_factor(
         &self,
         subject: Subject<'_>,
@@ -124,26 +125,26 @@ impl Services {
         token: &str,
         accept: Accept,
     ) -> Result<Option<Checked>, Error> {
-        self.ensure_not_locked(subject.username, Factor::SecondFactor)
-            .await?;
-        self.verify_second_factor(user_id, token, accept).await
-    }
-
-    /// Checks `token` against every device of `user_id` that counts and,
-    /// when `accept` allows, its recovery codes; `None` when MFA is not
-    /// enabled. Every device is checked (no early exit), so the time taken
-    /// does not tell which one matched.
-    pub async fn verify_second_factor(
-        &self,
-        user_id: i64,
-        token: &str,
-        accept: Accept,
-    ) -> Result<Option<Checked>, Error> {
-        let (devices, recovery_unused) =
-            credentials::counting_for_user(self.db.reader(), user_id).await?;
-        if devices.is_empty() {
+        let counting =
+            credentials::counting_for_user(self.db.reader(), user_id, subject.username).await?;
+        if counting.devices.is_empty() {
+            // No row to carry the lock: read it on its own (MFA is off, so
+            // this only decides between 429 and the caller's answer).
+            self.ensure_not_locked(subject.username, Factor::SecondFactor)
+                .await?;
             return Ok(None);
         }
+        if let Some(retry_after) = counting
+            .locked_until
+            .and_then(|until| retry_after(until, self.clock.now()))
+        {
+            return Err(Error::TooManyAttempts { retry_after });
+        }
+        let Counting {
+            devices,
+            recovery_unused,
+            ..
+        } = counting;
         let mut checked = Checked {
             verified: None,
             replay: false,

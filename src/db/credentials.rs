@@ -190,7 +190,7 @@ pub struct Counting {
 
 /// The devices of `user_id` that count for login, how many unused recovery
 /// codes the account has, and the second-factor lockout of `subject` (its
-/// case-folded username): the one read of a second-factor check.
+/// case-folded username), in one statement: all that a TOTP check reads.
 pub async fn counting_for_user<'e>(
     ex: impl Executor<'e>,
     user_id: i64,

@@ -159,10 +159,13 @@ async fn under_steady_writes_the_wal_starts_over_instead_of_growing() {
     // shrinks, and how many frames fill half a second varies with the
     // machine's speed, which made an earlier size-based check flaky.)
     let wal_restarts = || -> u32 {
-        let header = std::fs::read(format!("{}-wal", path.display())).unwrap_or_default();
-        header
-            .get(12..16)
-            .map_or(0, |b| u32::from_be_bytes(b.try_into().unwrap()))
+        use std::io::Read;
+        let mut header = [0u8; 16];
+        std::fs::File::open(format!("{}-wal", path.display()))
+            .and_then(|mut wal| wal.read_exact(&mut header))
+            .map_or(0, |()| {
+                u32::from_be_bytes(header[12..16].try_into().unwrap())
+            })
     };
     let mut n = 0;
     let mut seen = std::collections::BTreeSet::new();

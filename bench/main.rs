@@ -218,8 +218,9 @@ async fn run_backend(
     let flood_env = vec![("BENCH_BODY", body), ("BENCH_STATUSES", "1".to_owned())];
     let cpu = server.cpu_seconds()?;
     // As long as the rounds of one scenario took, in one go.
+    let flood_seconds = args.seconds * u32::try_from(rounds.len()).unwrap_or(1);
     let flood = Load {
-        seconds: args.seconds * u32::try_from(rounds.len()).unwrap_or(1),
+        seconds: flood_seconds,
         ..load("POST", "/login", args.flood_connections, flood_env)
     }
     .spawn(script)?;
@@ -227,7 +228,7 @@ async fn run_backend(
     let probe_env = vec![("BENCH_DELAY_MS", "5".to_owned())];
     let probe = Load {
         threads: 1,
-        seconds: args.seconds * u32::try_from(rounds.len()).unwrap_or(1),
+        seconds: flood_seconds,
         ..load("GET", "/healthz", 1, probe_env)
     }
     .spawn(script)?;

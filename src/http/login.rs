@@ -13,7 +13,7 @@ use super::extract::JsonObject;
 use super::openapi::{Credentials, ErrorBody, UsernameField};
 use crate::auth::tokens;
 use crate::db::challenges;
-use crate::service::{Accept, AppState, Client, Subject};
+use crate::service::{Accept, AppState, Client, PreparedChallenge, PreparedSession, Subject};
 
 /// `POST /login`, `POST /login-2fa`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -110,6 +110,12 @@ fn failure(error: &Error) -> Option<&'static str> {
     }
 }
 
+/// What /login hands out, drawn before its transaction.
+enum Prepared {
+    Challenge(PreparedChallenge),
+    Session(PreparedSession),
+}
+
 fn session_response(issued: crate::service::IssuedToken) -> SessionResponse {
     SessionResponse {
         message: "Login successful",
@@ -144,30 +150,31 @@ async fn login(
         username: username.key(),
         user_id: Some(user.id),
     };
-    // Tokens are drawn before the write lock is taken (see PreparedSession).
-    let (challenge, session) = if user.mfa_enabled {
-        (Some(app.prepare_challenge()), None)
+    // The token is drawn before the write lock is taken (see PreparedSession).
+    let prepared = if user.mfa_enabled {
+        Prepared::Challenge(app.prepare_challenge())
     } else {
-        (None, Some(app.prepare_session()))
+        Prepared::Session(app.prepare_session())
     };
     let mut tx = app.db.begin_write().await?;
     app.audit(&mut *tx, &client, subject, "password.success", None)
         .await?;
-    let response = if let Some(challenge) = challenge {
-        let challenge = app.store_challenge(&mut tx, challenge, user.id).await?;
-        LoginResponse::MfaRequired(MfaRequiredResponse {
-            message: "MFA enabled. Please submit OTP",
-            mfa_required: true,
-            mfa_token: challenge.token,
-            expires_in: challenge.expires_in,
-        })
-    } else if let Some(session) = session {
-        let session = app
-            .store_session(&mut tx, session, user.id, &client)
-            .await?;
-        LoginResponse::Session(session_response(session))
-    } else {
-        unreachable!("one of the two was prepared")
+    let response = match prepared {
+        Prepared::Challenge(challenge) => {
+            let challenge = app.store_challenge(&mut tx, challenge, user.id).await?;
+            LoginResponse::MfaRequired(MfaRequiredResponse {
+                message: "MFA enabled. Please submit OTP",
+                mfa_required: true,
+                mfa_token: challenge.token,
+                expires_in: challenge.expires_in,
+            })
+        }
+        Prepared::Session(session) => {
+            let session = app
+                .store_session(&mut tx, session, user.id, &client)
+                .await?;
+            LoginResponse::Session(session_response(session))
+        }
     };
     tx.commit().await?;
     Ok(Json(response))

@@ -29,7 +29,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 
 use lite::LitePool;
 use sql::{Ex, Executor};
-pub use writer::{Conn, WriteTx};
+pub use writer::{BoxFuture, Conn, WriteTx};
 use writer::{Group, Writer};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -130,6 +130,20 @@ impl Db {
         self.write.begin().await
     }
 
+    /// Runs `work` as one write transaction: committed, durably, when it
+    /// returns `Ok`, rolled back when it returns `Err` ([`Writer::transact`]).
+    /// On SQLite queued transactions run back to back on the writer, so the
+    /// busiest writes take this way; `work` must then wait for nothing but
+    /// the `db` functions.
+    pub async fn transact<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<sqlx::Error> + Send + 'static,
+    {
+        self.write.transact(Box::new(work)).await
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sql::query("SELECT 1").execute(&self.read).await.map(|_| ())
@@ -169,7 +183,7 @@ async fn connect_sqlite(path: &Path, settings: PoolSettings) -> anyhow::Result<D
         Group::new(path.clone(), writer).context("starting the checkpoint and WAL sync threads")?;
     Ok(Db {
         read: Reader::Lite(Arc::new(LitePool::new(path))),
-        write: Writer::Group(Arc::new(group)),
+        write: Writer::Group(group),
     })
 }
 

@@ -31,11 +31,45 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-/// How a member of a group learns that it is on disk.
-pub type Ack = oneshot::Sender<bool>;
+/// How a member of a group learns that it is on disk (`true`), or that its
+/// group failed (`false`; dropping it unsent tells it so too).
+pub struct Ack(Box<dyn FnOnce(bool) + Send>);
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ack")
+    }
+}
+
+impl Ack {
+    /// Calls `tell` with the outcome.
+    pub fn new(tell: impl FnOnce(bool) + Send + 'static) -> Ack {
+        Ack(Box::new(tell))
+    }
+
+    /// An `Ack` whose outcome arrives on the receiver.
+    pub fn channel() -> (Ack, oneshot::Receiver<bool>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Ack::new(move |ok| {
+                let _ = tx.send(ok);
+            }),
+            rx,
+        )
+    }
+
+    /// Tells the outcome.
+    pub fn send(self, ok: bool) {
+        (self.0)(ok);
+    }
+}
 
 /// Makes everything written to the WAL so far durable.
 type SyncFn = Box<dyn FnMut() -> std::io::Result<()> + Send>;
+
+/// Called on the syncing thread each time it has answered everything
+/// queued and goes idle.
+pub type OnIdle = Box<dyn Fn() + Send>;
 
 /// The syncing thread; dropping this syncs what is queued, then ends it.
 pub struct WalSync {
@@ -59,24 +93,27 @@ struct Shared {
 struct Queue {
     /// Members of committed groups, oldest first.
     acks: Vec<Ack>,
+    /// An fsync is running.
+    syncing: bool,
     closed: bool,
 }
 
 impl WalSync {
     /// Starts the thread syncing `wal`, the WAL file of the database (as
     /// SQLite names it: symbolic links resolved), which must exist.
-    pub fn start(wal: PathBuf) -> std::io::Result<WalSync> {
+    /// `on_idle` is called each time it goes idle.
+    pub fn start(wal: PathBuf, on_idle: OnIdle) -> std::io::Result<WalSync> {
         let mut file = WalFile::open(wal)?;
-        WalSync::with(Box::new(move || file.sync()))
+        WalSync::with(Box::new(move || file.sync()), on_idle)
     }
 
-    fn with(sync: SyncFn) -> std::io::Result<WalSync> {
+    fn with(sync: SyncFn, on_idle: OnIdle) -> std::io::Result<WalSync> {
         let shared = Arc::new(Shared::default());
         let thread = std::thread::Builder::new()
             .name("twofactor-walsync".into())
             .spawn({
                 let shared = shared.clone();
-                move || run(&shared, sync)
+                move || run(&shared, sync, &on_idle)
             })?;
         Ok(WalSync {
             shared,
@@ -90,6 +127,12 @@ impl WalSync {
         let mut queue = self.shared.lock();
         queue.acks.extend(acks);
         self.shared.wake.notify_one();
+    }
+
+    /// No fsync is running or due: a COMMIT now would be synced at once.
+    pub fn idle(&self) -> bool {
+        let queue = self.shared.lock();
+        !queue.syncing && queue.acks.is_empty()
     }
 }
 
@@ -110,7 +153,7 @@ impl Shared {
     }
 }
 
-fn run(shared: &Shared, mut sync: SyncFn) {
+fn run(shared: &Shared, mut sync: SyncFn, on_idle: &OnIdle) {
     loop {
         let acks = {
             let mut queue = shared.lock();
@@ -123,6 +166,7 @@ fn run(shared: &Shared, mut sync: SyncFn) {
             if queue.acks.is_empty() {
                 return;
             }
+            queue.syncing = true;
             std::mem::take(&mut queue.acks)
         };
         if let Err(e) = sync() {
@@ -130,7 +174,15 @@ fn run(shared: &Shared, mut sync: SyncFn) {
             std::process::abort();
         }
         for ack in acks {
-            let _ = ack.send(true);
+            ack.send(true);
+        }
+        let idle = {
+            let mut queue = shared.lock();
+            queue.syncing = false;
+            queue.acks.is_empty()
+        };
+        if idle {
+            on_idle();
         }
     }
 }
@@ -186,7 +238,7 @@ mod tests {
     }
 
     fn acks(n: usize) -> (Vec<Ack>, Vec<oneshot::Receiver<bool>>) {
-        (0..n).map(|_| oneshot::channel()).unzip()
+        (0..n).map(|_| Ack::channel()).unzip()
     }
 
     /// A sync that reports when it starts and finishes when told to.
@@ -204,7 +256,7 @@ mod tests {
     #[test]
     fn a_group_is_answered_only_after_the_fsync_that_follows_its_commit() {
         let (sync, started, release) = gated();
-        let wal = WalSync::with(sync).unwrap();
+        let wal = WalSync::with(sync, Box::new(|| {})).unwrap();
         let (first, mut first_rx) = acks(2);
         wal.acknowledge(first);
         started.recv().unwrap();
@@ -228,7 +280,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db-wal");
         std::fs::write(&path, b"frames").unwrap();
-        let wal = WalSync::start(path).unwrap();
+        let wal = WalSync::start(path, Box::new(|| {})).unwrap();
         let (group, rx) = acks(4);
         wal.acknowledge(group);
         drop(wal);

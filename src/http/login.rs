@@ -13,7 +13,9 @@ use super::extract::JsonObject;
 use super::openapi::{Credentials, ErrorBody, UsernameField};
 use crate::auth::tokens;
 use crate::db::challenges;
-use crate::service::{Accept, AppState, Client, PreparedChallenge, PreparedSession, Subject};
+use crate::service::{
+    Accept, AppState, Client, PreparedChallenge, PreparedSession, Settlement, Subject,
+};
 
 /// `POST /login`, `POST /login-2fa`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -100,6 +102,13 @@ fn outcome<T>(result: &Result<T, Error>) -> Option<&'static str> {
 }
 
 /// How a failed factor check ended, as [`outcome`] says it.
+/// Counts a failed /login-2fa in the login metrics.
+fn count_failure(app: &AppState, error: &Error) {
+    if let Some(failure) = failure(error) {
+        app.metrics.login("second_factor", failure);
+    }
+}
+
 fn failure(error: &Error) -> Option<&'static str> {
     match error {
         Error::InvalidCredentials | Error::InvalidOtp | Error::AuthenticatorIgnoredParameters => {
@@ -202,38 +211,44 @@ async fn login_2fa(
             .await?
             .ok_or(Error::InvalidMfaToken)?;
 
-    let settled = async {
-        let subject = Subject {
-            username: username.key(),
-            user_id: Some(user_id),
-        };
-        // MFA switched off since /login: the challenge is moot.
-        let verified = app
-            .check_second_factor(subject, user_id, token, Accept::AnyFactor)
-            .await?
-            .ok_or(Error::InvalidMfaToken)?;
-        // Drawn before the write lock is taken (see PreparedSession).
-        let session = app.prepare_session();
-        let settled = app
-            .settle_second_factor(subject, verified, Error::InvalidOtp, &client)
-            .await?;
-        Ok((settled, session))
-    }
-    .await;
-    let (mut settled, session) = settled.inspect_err(|e| {
-        if let Some(failure) = failure(e) {
-            app.metrics.login("second_factor", failure);
+    let subject = Subject {
+        username: username.key(),
+        user_id: Some(user_id),
+    };
+    // MFA switched off since /login: the challenge is moot.
+    let checked = app
+        .check_second_factor(subject, user_id, token, Accept::AnyFactor)
+        .await
+        .inspect_err(|e| count_failure(&app, e))?
+        .ok_or(Error::InvalidMfaToken)?;
+    // Drawn before the write lock is taken (see PreparedSession).
+    let session = app.prepare_session();
+    let written = app.db.transact({
+        let (app, client, username) = (app.clone(), client.clone(), username.key().to_owned());
+        move |conn| {
+            Box::pin(async move {
+                let subject = Subject {
+                    username: &username,
+                    user_id: Some(user_id),
+                };
+                let accepted = match app.settle_in(conn, subject, checked, &client).await? {
+                    Settlement::Accepted(accepted) => accepted,
+                    // Committed: the failure counts.
+                    Settlement::Refused(refused) => return Ok(Err(refused)),
+                };
+                if !challenges::spend(conn, &challenge, user_id, app.clock.now()).await? {
+                    // Spent by a concurrent success or expired meanwhile.
+                    return Err(Error::InvalidMfaToken);
+                }
+                let session = app.store_session(conn, session, user_id, &client).await?;
+                Ok(Ok((accepted, session)))
+            })
         }
-    })?;
-    let now = app.clock.now();
-    if !challenges::spend(&mut settled.tx, &challenge, user_id, now).await? {
-        // Spent by a concurrent success or expired meanwhile; roll back.
-        return Err(Error::InvalidMfaToken);
-    }
-    let session = app
-        .store_session(&mut settled.tx, session, user_id, &client)
-        .await?;
-    settled.tx.commit().await?;
+    });
+    let (settled, session) = written
+        .await
+        .and_then(|done| done.map_err(|refused| app.refused(refused, Error::InvalidOtp)))
+        .inspect_err(|e| count_failure(&app, e))?;
     // Counted once committed, outside the write lock.
     let factor = if settled.recovery_code_used {
         "recovery_code"

@@ -25,7 +25,7 @@ pub use account::SignedIn;
 pub use audit::{Client, Subject};
 pub use devices::{AddedDevice, DeviceRemoval, MAX_DEVICES, PENDING_TTL};
 pub use enrollment::Enrollment;
-pub use second_factor::{Accept, Checked, Settled, Verified};
+pub use second_factor::{Accept, Accepted, Checked, Refused, Settled, Settlement, Verified};
 pub use sessions::{IssuedToken, PreparedChallenge, PreparedSession};
 
 /// Everything a request handler needs, shared by all requests.

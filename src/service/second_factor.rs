@@ -7,7 +7,7 @@
 
 use zeroize::Zeroizing;
 
-use crate::db::WriteTx;
+use crate::db::{Conn, WriteTx};
 
 use super::{Client, Services, Subject};
 use crate::auth::lockout::{Factor, retry_after};
@@ -77,6 +77,35 @@ pub struct Settled {
     pub recovery_codes_remaining: i64,
     /// Seconds between the accepted code's time step and now, when not 0.
     pub clock_drift_seconds: Option<i64>,
+}
+
+/// What settling an attempt wrote into its transaction.
+#[derive(Debug)]
+pub enum Settlement {
+    /// The code was accepted and spent: the caller adds its own writes.
+    Accepted(Accepted),
+    /// The failure was counted and recorded: commit, then answer
+    /// [`Services::refused`].
+    Refused(Refused),
+}
+
+/// An accepted attempt ([`Settlement::Accepted`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted {
+    /// A recovery code was spent (rather than a TOTP code accepted).
+    pub recovery_code_used: bool,
+    /// Recovery codes left after this attempt.
+    pub recovery_codes_remaining: i64,
+    /// Seconds between the accepted code's time step and now, when not 0.
+    pub clock_drift_seconds: Option<i64>,
+}
+
+/// A refused attempt, counted ([`Settlement::Refused`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Refused {
+    replay: bool,
+    ignored_parameters: bool,
+    locked: bool,
 }
 
 /// Whether `code` is the SHA1/6/30 code of `secret` now, for a device whose
@@ -204,11 +233,11 @@ impl Services {
         Ok(Some(checked))
     }
 
-    /// Settles one second-factor attempt. On failure (nothing verified, or
-    /// the code was used by a concurrent request) the failure is counted,
-    /// recorded and committed and `invalid` is returned (or 422
-    /// `authenticator_ignored_parameters` when that is why); while locked
-    /// out, 429 and nothing is counted.
+    /// Settles one second-factor attempt in its own transaction. On failure
+    /// (nothing verified, or the code was used by a concurrent request) the
+    /// failure is counted, recorded and committed and `invalid` is returned
+    /// (or 422 `authenticator_ignored_parameters` when that is why); while
+    /// locked out, 429 and nothing is counted.
     pub async fn settle_second_factor(
         &self,
         subject: Subject<'_>,
@@ -216,9 +245,51 @@ impl Services {
         invalid: Error,
         client: &Client,
     ) -> Result<Settled, Error> {
+        let mut tx = self.db.begin_write().await?;
+        match self.settle_in(&mut tx, subject, checked, client).await? {
+            Settlement::Accepted(accepted) => Ok(Settled {
+                tx,
+                recovery_code_used: accepted.recovery_code_used,
+                recovery_codes_remaining: accepted.recovery_codes_remaining,
+                clock_drift_seconds: accepted.clock_drift_seconds,
+            }),
+            Settlement::Refused(refused) => {
+                tx.commit().await?;
+                Err(self.refused(refused, invalid))
+            }
+        }
+    }
+
+    /// The answer to a refused attempt, once it is committed (counted in the
+    /// metrics here, after the commit).
+    pub fn refused(&self, refused: Refused, invalid: Error) -> Error {
+        self.metrics.second_factor_failure();
+        if refused.replay {
+            self.metrics.replay_refused();
+        }
+        if refused.locked {
+            self.metrics.lockout(Factor::SecondFactor);
+        }
+        if refused.ignored_parameters {
+            self.metrics.account_action("parameters_ignored");
+            return Error::AuthenticatorIgnoredParameters;
+        }
+        invalid
+    }
+
+    /// Settles one second-factor attempt inside `conn`'s transaction: the
+    /// code spent and the counter cleared, or the failure counted and
+    /// recorded (see [`Settlement`]). An `Err` (429 while locked out, or a
+    /// database error) means: roll back.
+    pub async fn settle_in(
+        &self,
+        conn: &mut Conn,
+        subject: Subject<'_>,
+        checked: Checked,
+        client: &Client,
+    ) -> Result<Settlement, Error> {
         let now = self.clock.now();
         let key = subject.username;
-        let mut tx = self.db.begin_write().await?;
         // A verified code is consumed first (a compare-and-set, which on
         // PostgreSQL holds the device's row), then the counter is checked
         // for a lock and cleared in one statement; anything else is counted
@@ -233,54 +304,57 @@ impl Services {
                 ..
             }) => {
                 let step = i64::try_from(step).map_err(|e| Error::Internal(e.into()))?;
-                credentials::advance_step(&mut tx, credential_id, step, drift_steps, true, now)
-                    .await?
+                credentials::advance_step(conn, credential_id, step, drift_steps, true, now).await?
             }
             Some(Verified::Recovery { code_id }) => {
-                recovery_codes::spend(&mut tx, code_id, now).await?
+                recovery_codes::spend(conn, code_id, now).await?
             }
             None => false,
         };
         if consumed {
-            let locked_until = throttle::clear(&mut tx, key, Factor::SecondFactor, now).await?;
+            let locked_until = throttle::clear(conn, key, Factor::SecondFactor, now).await?;
             if let Some(retry_after) = locked_until.and_then(|until| retry_after(until, now)) {
-                // Dropping the transaction gives the code back.
+                // An error rolls the transaction back: the code is given back.
                 return Err(Error::TooManyAttempts { retry_after });
             }
         } else {
-            let state = throttle::count_failure(&mut tx, key, Factor::SecondFactor, now).await?;
+            let state = throttle::count_failure(conn, key, Factor::SecondFactor, now).await?;
             if let Some(retry_after) = retry_after(state.locked_until, now) {
                 return Err(Error::TooManyAttempts { retry_after });
             }
-            self.audit(&mut *tx, client, subject, "second_factor.failure", None)
+            self.audit(&mut *conn, client, subject, "second_factor.failure", None)
                 .await?;
             if checked.replay {
-                self.audit(&mut *tx, client, subject, "replay.refused", None)
+                self.audit(&mut *conn, client, subject, "replay.refused", None)
                     .await?;
             }
             if checked.ignored_parameters {
-                self.audit(&mut *tx, client, subject, "device.parameters_ignored", None)
-                    .await?;
+                self.audit(
+                    &mut *conn,
+                    client,
+                    subject,
+                    "device.parameters_ignored",
+                    None,
+                )
+                .await?;
             }
             let lock = self.lockout.locked_until(state.failures, now);
             if let Some(until) = lock {
-                throttle::lock(&mut tx, key, Factor::SecondFactor, until).await?;
-                self.audit_lockout(&mut *tx, client, subject, Factor::SecondFactor, until - now)
-                    .await?;
+                throttle::lock(conn, key, Factor::SecondFactor, until).await?;
+                self.audit_lockout(
+                    &mut *conn,
+                    client,
+                    subject,
+                    Factor::SecondFactor,
+                    until - now,
+                )
+                .await?;
             }
-            tx.commit().await?;
-            self.metrics.second_factor_failure();
-            if checked.replay {
-                self.metrics.replay_refused();
-            }
-            if lock.is_some() {
-                self.metrics.lockout(Factor::SecondFactor);
-            }
-            if checked.ignored_parameters {
-                self.metrics.account_action("parameters_ignored");
-                return Err(Error::AuthenticatorIgnoredParameters);
-            }
-            return Err(invalid);
+            return Ok(Settlement::Refused(Refused {
+                replay: checked.replay,
+                ignored_parameters: checked.ignored_parameters,
+                locked: lock.is_some(),
+            }));
         }
         let (factor, confirms, offset) = match checked.verified {
             Some(Verified::Totp {
@@ -291,10 +365,10 @@ impl Services {
             _ => ("recovery_code", false, 0),
         };
         let detail = Some(format!("factor={factor}"));
-        self.audit(&mut *tx, client, subject, "second_factor.success", detail)
+        self.audit(&mut *conn, client, subject, "second_factor.success", detail)
             .await?;
         if confirms {
-            self.audit(&mut *tx, client, subject, "mfa.confirmed", None)
+            self.audit(&mut *conn, client, subject, "mfa.confirmed", None)
                 .await?;
         }
         let recovery_code_used = matches!(checked.verified, Some(Verified::Recovery { .. }));
@@ -302,19 +376,18 @@ impl Services {
         // recovery code, count again inside the transaction (exact even
         // beside concurrent spends).
         let recovery_codes_remaining = match (recovery_code_used, subject.user_id) {
-            (true, Some(user_id)) => recovery_codes::count_unused(&mut *tx, user_id).await?,
+            (true, Some(user_id)) => recovery_codes::count_unused(&mut *conn, user_id).await?,
             _ => checked.recovery_unused,
         };
         if recovery_code_used {
             let detail = Some(format!("remaining={recovery_codes_remaining}"));
-            self.audit(&mut *tx, client, subject, "recovery_code.used", detail)
+            self.audit(&mut *conn, client, subject, "recovery_code.used", detail)
                 .await?;
         }
-        Ok(Settled {
-            tx,
+        Ok(Settlement::Accepted(Accepted {
             recovery_code_used,
             recovery_codes_remaining,
             clock_drift_seconds: (offset != 0).then_some(offset),
-        })
+        }))
     }
 }

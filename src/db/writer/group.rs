@@ -1,150 +1,63 @@
-//! Write transactions, and group commit on SQLite.
-//!
-//! On PostgreSQL a write transaction is a plain pooled transaction: the
-//! server already overlaps the commits of concurrent connections.
-//!
-//! SQLite has one writer, and a commit is durable only after an fsync, so
-//! committing every request on its own caps the service at one fsync per
-//! request. Here each logical transaction is a SAVEPOINT inside a physical
-//! transaction shared with the transactions queued behind it. Its
-//! statements run on the calling task, in microseconds ([`super::lite`]).
-//! The physical COMMIT is issued by whoever releases the connection when
-//! nobody else is waiting for it, or when the group is full; it writes the
-//! group's pages to the WAL without an fsync (`synchronous=NORMAL`; only
-//! when it starts the WAL over, after a complete checkpoint, does SQLite
-//! sync the new WAL header, here), and the connection passes at once to
-//! the next group. [`WriteTx::commit`] returns
-//! only after the WAL has been fsync'd by [`super::wal_sync`], so nothing is
-//! acknowledged before it is on disk, while the next group runs beside that
-//! fsync instead of behind it. A logical transaction that fails or is
-//! dropped is rolled back to its savepoint without touching the others; if
-//! the physical transaction itself fails, every transaction of the group
-//! gets an error and none is acknowledged.
+//! The SQLite writer connection, shared by the transactions of a group:
+//! holding it ([`Held`]), handing it on, committing a group and
+//! checkpointing (see the parent module for the design).
 
-use std::ops::{Deref, DerefMut};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use sqlx::{Any, AnyPool, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
-use super::checkpoint::Checkpointer;
-use super::lite::{self, Role};
-use super::sql::Ex;
-use super::wal_sync::{Ack, WalSync};
+use super::combine::{self, Queue};
+use crate::db::checkpoint::Checkpointer;
+use crate::db::lite::{self, Role};
+use crate::db::wal_sync::{Ack, WalSync};
 
 /// Most logical transactions committed by one COMMIT; bounds the wait of the
 /// first of them.
-const MAX_GROUP: usize = 128;
+pub(super) const MAX_GROUP: usize = 128;
 
 /// How often the writer finishes the checkpoint thread's work (see
 /// [`checkpoint`]), right after one of the thread's checkpoints...
 const WRITER_CHECKPOINT: Duration = Duration::from_millis(500);
 
 /// ...or after this long in any case.
-const WRITER_CHECKPOINT_LATEST: Duration = Duration::from_secs(2);
-
-/// An open write transaction; pass `&mut *tx` to the `db` functions, then
-/// [`commit`](WriteTx::commit). Dropping it rolls it back.
-pub struct WriteTx {
-    conn: Conn,
-}
-
-/// The connection of an open write transaction, as the `db` functions take it.
-pub struct Conn {
-    inner: Inner,
-}
-
-enum Inner {
-    Pool(Transaction<'static, Any>),
-    Group(Held),
-}
-
-impl WriteTx {
-    /// Makes the transaction durable; on SQLite, returns once the group
-    /// it joined has been committed to disk.
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self.conn.inner {
-            Inner::Pool(tx) => tx.commit().await,
-            Inner::Group(held) => held.commit().await,
-        }
-    }
-}
-
-impl Deref for WriteTx {
-    type Target = Conn;
-
-    fn deref(&self) -> &Conn {
-        &self.conn
-    }
-}
-
-impl DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut Conn {
-        &mut self.conn
-    }
-}
-
-impl Conn {
-    /// Where the `db` functions run their statements.
-    pub(super) fn ex(&mut self) -> Ex<'_> {
-        match &mut self.inner {
-            Inner::Pool(tx) => Ex::AnyConn(tx),
-            Inner::Group(held) => Ex::LiteConn(held.conn()),
-        }
-    }
-}
-
-/// Opens write transactions on PostgreSQL (a pool) or SQLite (group commit).
-#[derive(Clone, Debug)]
-pub enum Writer {
-    /// Pooled transactions.
-    Pool(AnyPool),
-    /// Group commit over one connection.
-    Group(Arc<Group>),
-}
-
-impl Writer {
-    /// Starts a write transaction.
-    pub async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
-        let inner = match self {
-            Writer::Pool(pool) => Inner::Pool(pool.begin().await?),
-            Writer::Group(group) => Inner::Group(Group::begin(group).await?),
-        };
-        Ok(WriteTx {
-            conn: Conn { inner },
-        })
-    }
-}
+pub(super) const WRITER_CHECKPOINT_LATEST: Duration = Duration::from_secs(2);
 
 /// The SQLite writer connection and the group being committed.
 #[derive(Debug)]
 pub struct Group {
-    path: PathBuf,
+    pub(super) path: PathBuf,
     // Fields drop in this order. First the groups still queued are synced,
     // while the WAL is surely there...
     wal_sync: WalSync,
-    state: Arc<Mutex<State>>,
+    pub(super) state: Arc<Mutex<State>>,
+    /// Transactions queued for whoever holds `state` ([`combine`]).
+    pub(super) queue: Queue,
     /// Tasks waiting for `state`: while there are any, a releasing
     /// transaction leaves the COMMIT to them.
     waiting: AtomicUsize,
+    /// An open group was left to be committed when the running fsync ends.
+    deferred: Arc<AtomicBool>,
+    /// Whether a task commits deferred groups (none without a runtime).
+    can_defer: bool,
     // ...and the checkpoint thread's connection closes after the writer's:
     // the last to close copies the WAL into the database and deletes it.
     checkpointer: Checkpointer,
 }
 
+/// The connection and its group, behind `Group::state`.
 #[derive(Debug, Default)]
-struct State {
+pub(super) struct State {
     /// The connection; `None` only while a checkpoint runs on the blocking
     /// pool, or after it was lost (it is then reopened).
-    conn: Option<Connection>,
+    pub(super) conn: Option<Connection>,
     /// A physical transaction is open.
-    open: bool,
+    pub(super) open: bool,
     /// Logical transactions released into the open one, awaiting its COMMIT.
-    pending: Vec<Ack>,
+    pub(super) pending: Vec<Ack>,
     /// When the writer last checkpointed.
     checkpointed_at: Option<Instant>,
 }
@@ -152,26 +65,61 @@ struct State {
 impl Group {
     /// Group commit over `conn`, the one writer of the database at `path`,
     /// with its checkpoint and WAL sync threads.
-    pub fn new(path: PathBuf, conn: Connection) -> std::io::Result<Group> {
+    pub fn new(path: PathBuf, conn: Connection) -> std::io::Result<Arc<Group>> {
         Group::with(Checkpointer::start(path.clone())?, path, conn)
     }
 
-    fn with(checkpointer: Checkpointer, path: PathBuf, conn: Connection) -> std::io::Result<Group> {
+    pub(super) fn with(
+        checkpointer: Checkpointer,
+        path: PathBuf,
+        conn: Connection,
+    ) -> std::io::Result<Arc<Group>> {
         // SQLite's own name for the file, symbolic links resolved.
         let mut wal = conn
             .path()
             .map_or_else(|| path.clone().into_os_string(), Into::into);
         wal.push("-wal");
-        Ok(Group {
+        let deferred = Arc::new(AtomicBool::new(false));
+        let idle = Arc::new(Notify::new());
+        let on_idle = {
+            let (deferred, idle) = (deferred.clone(), idle.clone());
+            Box::new(move || {
+                if deferred.load(Ordering::SeqCst) {
+                    idle.notify_one();
+                }
+            })
+        };
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let group = Arc::new(Group {
             checkpointer,
-            wal_sync: WalSync::start(wal.into())?,
+            wal_sync: WalSync::start(wal.into(), on_idle)?,
+            deferred,
+            can_defer: runtime.is_some(),
             path,
             state: Arc::new(Mutex::new(State {
                 conn: Some(conn),
                 ..State::default()
             })),
+            queue: Queue::default(),
             waiting: AtomicUsize::new(0),
-        })
+        });
+        if let Some(runtime) = runtime {
+            // Holds the group weakly, so that dropping the last handle still
+            // stops the threads and closes the connection.
+            let weak = Arc::downgrade(&group);
+            runtime.spawn(async move {
+                loop {
+                    idle.notified().await;
+                    let Some(group) = weak.upgrade() else {
+                        return;
+                    };
+                    if group.deferred.swap(false, Ordering::SeqCst) {
+                        Group::settle(group).await;
+                    }
+                }
+            });
+        }
+        Ok(group)
     }
 
     async fn lock(group: &Arc<Group>) -> OwnedMutexGuard<State> {
@@ -183,11 +131,8 @@ impl Group {
         state
     }
 
-    async fn begin(group: &Arc<Group>) -> Result<Held, sqlx::Error> {
-        let mut state = Group::lock(group).await;
-        if state.conn.is_none() {
-            state.conn = Some(lite::open(&group.path, Role::Writer).map_err(lite::into_sqlx)?);
-        }
+    pub(super) async fn begin(group: &Arc<Group>) -> Result<Held, sqlx::Error> {
+        let state = Group::lock(group).await;
         let mut held = Held {
             group: group.clone(),
             state: Some(state),
@@ -225,7 +170,7 @@ impl Drop for Queued<'_> {
 
 /// The connection, held by one logical transaction. Dropped before its
 /// commit, it rolls back to its savepoint and hands the connection on.
-struct Held {
+pub(super) struct Held {
     group: Arc<Group>,
     // `None` only once handed on.
     state: Option<OwnedMutexGuard<State>>,
@@ -233,7 +178,7 @@ struct Held {
     savepoint: bool,
 }
 
-fn conn_of(state: &mut State) -> &mut Connection {
+pub(super) fn conn_of(state: &mut State) -> &mut Connection {
     state.conn.as_mut().expect("present while held")
 }
 
@@ -242,24 +187,21 @@ impl Held {
         self.state.as_mut().expect("held until commit or drop")
     }
 
-    fn conn(&mut self) -> &mut Connection {
+    pub(super) fn conn(&mut self) -> &mut Connection {
         conn_of(self.state())
     }
 
-    /// Opens the physical transaction, taking the write lock now so that the
-    /// statements that follow never wait for it. Another process (an
-    /// operator command) may hold it for a moment: the writer connection
-    /// has no busy timeout, so rather than sleep on a tokio worker inside
-    /// SQLite, this retries on a timer.
+    /// Opens the physical transaction (see [`begin_immediate`]). Another
+    /// process (an operator command) may hold the write lock for a moment:
+    /// the writer connection has no busy timeout, so rather than sleep on a
+    /// tokio worker inside SQLite, this retries on a timer.
     async fn begin_immediate(&mut self) -> Result<(), sqlx::Error> {
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            match run(self.conn(), "BEGIN IMMEDIATE") {
-                Ok(()) => {
-                    self.state().open = true;
-                    return Ok(());
-                }
+            let path = &self.group.path;
+            match begin_immediate(path, self.state.as_mut().expect("held")) {
+                Ok(()) => return Ok(()),
                 Err(e) if lite::is_busy(&e) && started.elapsed() < lite::BUSY_TIMEOUT => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(50));
@@ -269,7 +211,7 @@ impl Held {
         }
     }
 
-    async fn commit(mut self) -> Result<(), sqlx::Error> {
+    pub(super) async fn commit(mut self) -> Result<(), sqlx::Error> {
         let Some(mut state) = self.state.take() else {
             return Err(group_failed());
         };
@@ -279,7 +221,7 @@ impl Held {
             release(&self.group, state);
             return Err(group_failed());
         }
-        let (done, committed) = oneshot::channel();
+        let (done, committed) = Ack::channel();
         state.pending.push(done);
         release(&self.group, state);
         match committed.await {
@@ -293,7 +235,7 @@ impl Drop for Held {
     fn drop(&mut self) {
         if let Some(mut state) = self.state.take() {
             if self.savepoint
-                && let Err(e) = conn_of(&mut state).execute_batch("ROLLBACK TO tx; RELEASE tx")
+                && let Err(e) = rollback_to_savepoint(conn_of(&mut state))
             {
                 // SQLite may already have rolled the whole transaction back
                 // (e.g. a full disk): the group is lost either way.
@@ -305,21 +247,82 @@ impl Drop for Held {
     }
 }
 
-/// Hands the connection on: to the next waiting transaction, which joins the
-/// open group, or — when nobody waits or the group is full — after
+/// Lets the connection go, after running what is queued ([`combine`]): to
+/// the next waiting transaction, which joins the open group, or — when
+/// nobody waits and nothing is queued, or the group is full — after
 /// committing the group. The COMMIT runs here: without its fsync it only
 /// writes the group's pages to the WAL, and a cancelled request can't cut
 /// it short. Its members are answered after the fsync ([`WalSync`]).
-fn release(group: &Arc<Group>, mut state: OwnedMutexGuard<State>) {
-    let alone = group.waiting.load(Ordering::SeqCst) == 0;
-    if !(state.open && (alone || state.pending.len() >= MAX_GROUP)) {
-        return;
+pub(super) fn release(group: &Arc<Group>, mut state: OwnedMutexGuard<State>) {
+    loop {
+        let Some(ran) = combine::run_queued(group, state) else {
+            return;
+        };
+        state = ran;
+        let alone = group.waiting.load(Ordering::SeqCst) == 0;
+        if state.open {
+            let full = state.pending.len() >= MAX_GROUP;
+            if !full && !alone {
+                return;
+            }
+            if !full && !group.queue.is_empty() {
+                // Queued since: it joins this group.
+                continue;
+            }
+            if !full && group.can_defer && !group.wal_sync.idle() {
+                // A COMMIT now would wait for the fsync that runs anyway:
+                // the group stays open for what comes meanwhile, and is
+                // committed when that fsync ends, if nobody did it before.
+                group.deferred.store(true, Ordering::SeqCst);
+                drop(state);
+                // The fsync may have ended, or a transaction been queued,
+                // after they were last looked at.
+                if group.queue.is_empty() && !group.wal_sync.idle() {
+                    return;
+                }
+                match group.state.clone().try_lock_owned() {
+                    Ok(taken) => state = taken,
+                    Err(_) => return,
+                }
+                continue;
+            }
+            if let Some(now) = commit_group(group, &mut state) {
+                checkpoint(group.clone(), state, now);
+                return;
+            }
+            if !group.queue.is_empty() {
+                // More than a group: the rest goes on from a task of its
+                // own, so that this worker serves other requests between.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(Group::settle(group.clone()));
+                    return;
+                }
+            }
+        }
+        if !alone {
+            return;
+        }
+        drop(state);
+        // A transaction queued after the queue was last read found the
+        // connection taken: whoever can take it now runs it.
+        if group.queue.is_empty() {
+            return;
+        }
+        match group.state.clone().try_lock_owned() {
+            Ok(taken) => state = taken,
+            Err(_) => return,
+        }
     }
+}
+
+/// Commits the open group and hands its members to the WAL sync; the time
+/// now if the writer's checkpoint is due.
+fn commit_group(group: &Group, state: &mut State) -> Option<Instant> {
     let committed = state.conn.as_mut().is_some_and(commit);
     if !committed {
-        forget_if_in_transaction(&mut state);
-        finish(&mut state, false);
-        return;
+        forget_if_in_transaction(state);
+        finish(state, false);
+        return None;
     }
     state.open = false;
     group
@@ -334,9 +337,7 @@ fn release(group: &Arc<Group>, mut state: OwnedMutexGuard<State>) {
         since >= WRITER_CHECKPOINT_LATEST
             || (since >= WRITER_CHECKPOINT && group.checkpointer.just_passed())
     });
-    if due {
-        checkpoint(state, now);
-    }
+    due.then_some(now)
 }
 
 /// The checkpoint thread copies the WAL into the database beside the
@@ -345,7 +346,7 @@ fn release(group: &Arc<Group>, mut state: OwnedMutexGuard<State>) {
 /// so that the next transaction starts the WAL over instead of growing it
 /// forever. If the thread was checkpointing meanwhile, it is tried again
 /// after the next commit.
-fn checkpoint(mut state: OwnedMutexGuard<State>, now: Instant) {
+fn checkpoint(group: Arc<Group>, mut state: OwnedMutexGuard<State>, now: Instant) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         // No runtime: the process is ending, and closing the connection
         // checkpoints anyway.
@@ -356,7 +357,7 @@ fn checkpoint(mut state: OwnedMutexGuard<State>, now: Instant) {
     };
     runtime.spawn(async move {
         let joined = tokio::task::spawn_blocking(move || {
-            let complete = super::checkpoint::passive(&conn);
+            let complete = crate::db::checkpoint::passive(&conn);
             (conn, complete)
         })
         .await;
@@ -367,13 +368,33 @@ fn checkpoint(mut state: OwnedMutexGuard<State>, now: Instant) {
                 state.checkpointed_at = Some(now);
             }
         }
+        // What was queued meanwhile runs now.
+        release(&group, state);
     });
+}
+
+/// Opens the physical transaction, and the connection first if it was
+/// lost, taking the write lock now so that the statements that follow
+/// never wait for it.
+pub(super) fn begin_immediate(path: &Path, state: &mut State) -> rusqlite::Result<()> {
+    if state.conn.is_none() {
+        state.conn = Some(lite::open(path, Role::Writer)?);
+    }
+    run(conn_of(state), "BEGIN IMMEDIATE")?;
+    state.open = true;
+    Ok(())
+}
+
+/// Undoes a logical transaction, leaving the rest of its group.
+pub(super) fn rollback_to_savepoint(conn: &Connection) -> rusqlite::Result<()> {
+    run(conn, "ROLLBACK TO tx")?;
+    run(conn, "RELEASE tx")
 }
 
 /// Runs one of the writer's transaction statements, prepared once: they run
 /// for every logical transaction, inside the write lock, and parsing them
 /// anew each time cost more than running them.
-fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+pub(super) fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
@@ -392,7 +413,7 @@ fn commit(conn: &mut Connection) -> bool {
 
 /// Ends a physical transaction left in an unknown state by an error: the
 /// whole group is rolled back and its members told.
-fn fail(state: &mut State) {
+pub(super) fn fail(state: &mut State) {
     if state.open
         && let Some(conn) = state.conn.as_mut()
     {
@@ -415,70 +436,11 @@ fn forget_if_in_transaction(state: &mut State) {
 fn finish(state: &mut State, committed: bool) {
     state.open = false;
     for done in state.pending.drain(..) {
-        let _ = done.send(committed);
+        done.send(committed);
     }
 }
 
 /// What a member of a failed group gets (a 503: the cause is logged once).
-fn group_failed() -> sqlx::Error {
+pub(super) fn group_failed() -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::other("the group commit failed"))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use super::*;
-
-    /// SQLite bumps the checkpoint sequence number in the WAL's header
-    /// (bytes 12..16) each time it starts the WAL over.
-    fn wal_restarts(path: &std::path::Path) -> u32 {
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        // The header only: the WAL grows to tens of MB here.
-        use std::io::Read;
-        let mut header = [0u8; 16];
-        std::fs::File::open(wal)
-            .and_then(|mut wal| wal.read_exact(&mut header))
-            .map_or(0, |()| {
-                u32::from_be_bytes(header[12..16].try_into().unwrap())
-            })
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn without_the_checkpoint_thread_the_writer_alone_starts_the_wal_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite");
-        let conn = lite::open(&path, Role::Writer).unwrap();
-        conn.execute_batch("CREATE TABLE t (x INTEGER NOT NULL)")
-            .unwrap();
-        let group = Arc::new(Group::with(Checkpointer::idle(), path.clone(), conn).unwrap());
-        let write = |group: Arc<Group>| async move {
-            let mut held = Group::begin(&group).await.unwrap();
-            held.conn()
-                .execute("INSERT INTO t (x) VALUES (1)", [])
-                .unwrap();
-            held.commit().await.unwrap();
-        };
-        // Writes without a pause: the writer checkpoints after its first
-        // commit and again within 2 s, and the write after each starts the
-        // WAL over. (The deadline is generous for a loaded machine; a
-        // working writer is done after about 2 s.)
-        let mut seen = BTreeSet::new();
-        let mut in_flight = tokio::task::JoinSet::new();
-        let started = Instant::now();
-        while seen.len() < 3 && started.elapsed() < WRITER_CHECKPOINT_LATEST * 4 {
-            while in_flight.len() < 32 {
-                in_flight.spawn(write(group.clone()));
-            }
-            in_flight.join_next().await.unwrap().unwrap();
-            seen.insert(wal_restarts(&path));
-        }
-        in_flight.join_all().await;
-        assert!(
-            seen.len() >= 3,
-            "the WAL started over {} time(s)",
-            seen.len().saturating_sub(1)
-        );
-    }
 }

@@ -155,37 +155,42 @@ async fn login(
         app.metrics.login("password", outcome);
     }
     let user = checked?;
-    let subject = Subject {
-        username: username.key(),
-        user_id: Some(user.id),
-    };
     // The token is drawn before the write lock is taken (see PreparedSession).
     let prepared = if user.mfa_enabled {
         Prepared::Challenge(app.prepare_challenge())
     } else {
         Prepared::Session(app.prepare_session())
     };
-    let mut tx = app.db.begin_write().await?;
-    app.audit(&mut *tx, &client, subject, "password.success", None)
-        .await?;
-    let response = match prepared {
-        Prepared::Challenge(challenge) => {
-            let challenge = app.store_challenge(&mut tx, challenge, user.id).await?;
-            LoginResponse::MfaRequired(MfaRequiredResponse {
-                message: "MFA enabled. Please submit OTP",
-                mfa_required: true,
-                mfa_token: challenge.token,
-                expires_in: challenge.expires_in,
+    let user_id = user.id;
+    let response = app.db.transact::<_, Error, _>({
+        let (app, client, username) = (app.clone(), client.clone(), username.key().to_owned());
+        move |conn| {
+            Box::pin(async move {
+                let subject = Subject {
+                    username: &username,
+                    user_id: Some(user_id),
+                };
+                app.audit(&mut *conn, &client, subject, "password.success", None)
+                    .await?;
+                Ok(match prepared {
+                    Prepared::Challenge(challenge) => {
+                        let challenge = app.store_challenge(conn, challenge, user_id).await?;
+                        LoginResponse::MfaRequired(MfaRequiredResponse {
+                            message: "MFA enabled. Please submit OTP",
+                            mfa_required: true,
+                            mfa_token: challenge.token,
+                            expires_in: challenge.expires_in,
+                        })
+                    }
+                    Prepared::Session(session) => {
+                        let session = app.store_session(conn, session, user_id, &client).await?;
+                        LoginResponse::Session(session_response(session))
+                    }
+                })
             })
         }
-        Prepared::Session(session) => {
-            let session = app
-                .store_session(&mut tx, session, user.id, &client)
-                .await?;
-            LoginResponse::Session(session_response(session))
-        }
-    };
-    tx.commit().await?;
+    });
+    let response = response.await?;
     Ok(Json(response))
 }
 

@@ -318,6 +318,8 @@ pub(super) fn release(group: &Arc<Group>, mut state: OwnedMutexGuard<State>) {
 /// Commits the open group and hands its members to the WAL sync; the time
 /// now if the writer's checkpoint is due.
 fn commit_group(group: &Group, state: &mut State) -> Option<Instant> {
+    // Nothing is left for the WAL sync's wake-up to commit.
+    group.deferred.store(false, Ordering::SeqCst);
     let committed = state.conn.as_mut().is_some_and(commit);
     if !committed {
         forget_if_in_transaction(state);

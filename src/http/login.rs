@@ -162,7 +162,7 @@ async fn login(
         Prepared::Session(app.prepare_session())
     };
     let user_id = user.id;
-    let response = app.db.transact::<_, Error, _>({
+    let written = app.db.transact::<_, Error, _>({
         let (app, client, username) = (app.clone(), client.clone(), username.key().to_owned());
         move |conn| {
             Box::pin(async move {
@@ -190,8 +190,7 @@ async fn login(
             })
         }
     });
-    let response = response.await?;
-    Ok(Json(response))
+    Ok(Json(written.await?))
 }
 
 #[utoipa::path(post, path = "/login-2fa", tag = "login", request_body = Login2faRequest,

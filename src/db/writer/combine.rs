@@ -15,13 +15,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use tokio::sync::{OwnedMutexGuard, oneshot};
 
 use super::group::{
-    Group, MAX_GROUP, State, begin_immediate, conn_of, fail, group_failed, release,
-    rollback_to_savepoint, run,
+    Group, MAX_GROUP, State, begin_immediate, begin_when_free, conn_of, fail, group_failed,
+    release, rollback_to_savepoint, run,
 };
 use super::{Conn, Inner, Work, work_failed};
 use crate::db::lite;
@@ -182,31 +181,18 @@ fn run_job(state: &mut State, job: Job) {
     }
 }
 
-/// Another process (an operator command) holds SQLite's write lock: the
-/// writer connection has no busy timeout, so rather than sleep on a tokio
-/// worker inside SQLite, a task retries on a timer, holding the connection,
-/// then runs the queue. If the lock stays taken, what is queued fails.
+/// Another process (an operator command) holds SQLite's write lock: a task
+/// waits for it ([`begin_when_free`]), holding the connection, then runs
+/// the queue. If the lock stays taken, what is queued fails.
 fn wait_for_lock(group: Arc<Group>, mut state: OwnedMutexGuard<State>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         group.queue.clear();
         return;
     };
     runtime.spawn(async move {
-        let started = tokio::time::Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            tokio::time::sleep(pause).await;
-            match begin_immediate(&group.path, &mut state) {
-                Ok(()) => break,
-                Err(e) if lite::is_busy(&e) && started.elapsed() < lite::BUSY_TIMEOUT => {
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "starting a write transaction failed");
-                    group.queue.clear();
-                    break;
-                }
-            }
+        if let Err(e) = begin_when_free(&group.path, &mut state).await {
+            tracing::error!(error = %e, "starting a write transaction failed");
+            group.queue.clear();
         }
         release(&group, state);
     });

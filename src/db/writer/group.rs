@@ -139,7 +139,9 @@ impl Group {
             savepoint: false,
         };
         if !held.state().open {
-            held.begin_immediate().await?;
+            begin_when_free(&group.path, held.state())
+                .await
+                .map_err(lite::into_sqlx)?;
         }
         run(held.conn(), "SAVEPOINT tx").map_err(lite::into_sqlx)?;
         held.savepoint = true;
@@ -189,26 +191,6 @@ impl Held {
 
     pub(super) fn conn(&mut self) -> &mut Connection {
         conn_of(self.state())
-    }
-
-    /// Opens the physical transaction (see [`begin_immediate`]). Another
-    /// process (an operator command) may hold the write lock for a moment:
-    /// the writer connection has no busy timeout, so rather than sleep on a
-    /// tokio worker inside SQLite, this retries on a timer.
-    async fn begin_immediate(&mut self) -> Result<(), sqlx::Error> {
-        let started = tokio::time::Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let path = &self.group.path;
-            match begin_immediate(path, self.state.as_mut().expect("held")) {
-                Ok(()) => return Ok(()),
-                Err(e) if lite::is_busy(&e) && started.elapsed() < lite::BUSY_TIMEOUT => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(e) => return Err(lite::into_sqlx(e)),
-            }
-        }
     }
 
     pub(super) async fn commit(mut self) -> Result<(), sqlx::Error> {
@@ -385,6 +367,23 @@ pub(super) fn begin_immediate(path: &Path, state: &mut State) -> rusqlite::Resul
     run(conn_of(state), "BEGIN IMMEDIATE")?;
     state.open = true;
     Ok(())
+}
+
+/// [`begin_immediate`], retried on a timer while another process (an
+/// operator command) holds SQLite's write lock: the writer connection has
+/// no busy timeout, so that nothing sleeps on a tokio worker inside SQLite.
+pub(super) async fn begin_when_free(path: &Path, state: &mut State) -> rusqlite::Result<()> {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match begin_immediate(path, state) {
+            Err(e) if lite::is_busy(&e) && started.elapsed() < lite::BUSY_TIMEOUT => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Undoes a logical transaction, leaving the rest of its group.

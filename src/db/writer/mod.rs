@@ -21,14 +21,15 @@
 //!
 //! The physical COMMIT is issued by whoever releases the connection when
 //! nobody else is waiting for it and nothing is queued, or when the group
-//! is full; it writes the group's pages to the WAL without an fsync
+//! is full; while the fsync of the group before runs, it waits for that
+//! fsync to end (the group stays open for what comes meanwhile). It writes the group's pages to the WAL without an fsync
 //! (`synchronous=NORMAL`; only when it starts the WAL over, after a
 //! complete checkpoint, does SQLite sync the new WAL header, here), and the
 //! connection passes at once to the next group. A transaction is answered
 //! only after the WAL has been fsync'd by [`super::wal_sync`], so nothing is
 //! acknowledged before it is on disk, while the next group runs beside that
-//! fsync instead of behind it. A logical transaction that fails or is
-//! dropped is rolled back to its savepoint without touching the others; if
+//! fsync instead of behind it. A logical transaction that fails (or a
+//! [`WriteTx`] dropped uncommitted) is rolled back to its savepoint without touching the others; if
 //! the physical transaction itself fails, every transaction of the group
 //! gets an error and none is acknowledged.
 
@@ -113,8 +114,8 @@ impl Conn {
     }
 }
 
-/// What the caller of a transaction whose work panicked gets (the panic
-/// itself is reported by the panic hook).
+/// What the caller of a transaction whose work panicked (reported by the
+/// panic hook) or, on SQLite, suspended gets.
 fn work_failed() -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::other("a write transaction failed"))
 }

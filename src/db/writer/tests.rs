@@ -167,3 +167,19 @@ async fn a_queued_transaction_that_panics_or_waits_is_rolled_back_alone() {
     assert_eq!(insert(group.clone(), 2).await.unwrap(), 2);
     assert_eq!(rows(&dir), BTreeSet::from([2]));
 }
+
+#[tokio::test]
+async fn a_queued_transaction_waits_for_another_process_s_lock_without_holding_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = fresh(&dir);
+    let other = rusqlite::Connection::open(dir.path().join("db.sqlite")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let write = tokio::spawn(insert(group.clone(), 4));
+    // One runtime thread: this sleep could not end if the writer slept
+    // inside SQLite for the lock.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!write.is_finished());
+    other.execute_batch("COMMIT").unwrap();
+    assert_eq!(write.await.unwrap().unwrap(), 4);
+    assert_eq!(rows(&dir), BTreeSet::from([4]));
+}

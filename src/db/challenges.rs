@@ -6,24 +6,31 @@ use super::Conn;
 use super::sql::{Ex, Executor, query};
 use crate::auth::tokens::TokenKey;
 
-/// Stores a new challenge under `key` ([`crate::auth::tokens::Issued::key`]).
+/// Stores a new challenge under `key` ([`crate::auth::tokens::Issued::key`])
+/// for `user_id`, whose case-folded username is `username_key`.
 pub async fn insert<'e>(
     ex: impl Executor<'e>,
     key: &[u8],
     user_id: i64,
+    username_key: &str,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
-    query("INSERT INTO mfa_challenges (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
-        .bind(key)
-        .bind(user_id)
-        .bind(expires_at)
-        .execute(ex)
-        .await
-        .map(|_| ())
+    query(
+        "INSERT INTO mfa_challenges (token_hash, user_id, username_key, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(key)
+    .bind(user_id)
+    .bind(username_key)
+    .bind(expires_at)
+    .execute(ex)
+    .await
+    .map(|_| ())
 }
 
 /// The user an unexpired challenge belongs to, if that user is the one
-/// named `username_key` (one read for /login-2fa's two checks).
+/// named `username_key` (one read for /login-2fa's two checks: the
+/// challenge keeps the name it was issued for).
 pub async fn find_for<'e>(
     ex: impl Executor<'e>,
     token: &TokenKey,
@@ -45,8 +52,8 @@ async fn find_by_key(
     now: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
     let row = query(
-        "SELECT c.user_id FROM mfa_challenges c JOIN users u ON u.id = c.user_id \
-         WHERE c.token_hash = $1 AND c.expires_at > $2 AND u.username_key = $3",
+        "SELECT user_id FROM mfa_challenges \
+         WHERE token_hash = $1 AND expires_at > $2 AND username_key = $3",
     )
     .bind(key)
     .bind(now)

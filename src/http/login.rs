@@ -174,7 +174,9 @@ async fn login(
                     .await?;
                 Ok(match prepared {
                     Prepared::Challenge(challenge) => {
-                        let challenge = app.store_challenge(conn, challenge, user_id).await?;
+                        let challenge = app
+                            .store_challenge(conn, challenge, user_id, &username)
+                            .await?;
                         LoginResponse::MfaRequired(MfaRequiredResponse {
                             message: "MFA enabled. Please submit OTP",
                             mfa_required: true,

@@ -89,17 +89,20 @@ impl Services {
         }
     }
 
-    /// Stores `prepared` as an MFA challenge of `user_id` (the `mfa_token`
-    /// of /login) inside `conn`'s transaction.
+    /// Stores `prepared` as an MFA challenge of `user_id`, whose
+    /// case-folded username is `username_key` (the `mfa_token` of /login),
+    /// inside `conn`'s transaction.
     pub async fn store_challenge(
         &self,
         conn: &mut Conn,
         prepared: PreparedChallenge,
         user_id: i64,
+        username_key: &str,
     ) -> Result<IssuedToken, Error> {
-        challenges::insert(conn, &prepared.issued.key, user_id, prepared.expires_at).await?;
+        let PreparedChallenge { issued, expires_at } = prepared;
+        challenges::insert(conn, &issued.key, user_id, username_key, expires_at).await?;
         Ok(IssuedToken {
-            token: prepared.issued.token,
+            token: issued.token,
             expires_in: self.mfa_token_ttl,
         })
     }

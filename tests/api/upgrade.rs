@@ -11,12 +11,31 @@ use twofactor::auth::password::Hasher;
 use twofactor::domain::Password;
 
 use super::backend::{self, Backend};
-use super::helpers::{PASSWORD, assert_ok_json, spawn_app_on};
+use super::helpers::{PASSWORD, assert_error, assert_ok_json, spawn_app_on};
 use super::pg;
 
+/// Tokens of the layout before time-ordered keys (256 random bits, stored
+/// by their SHA-256 alone), as an older release issued them.
+struct OldTokens {
+    /// A bearer token of alice's.
+    session: String,
+    /// An unspent `mfa_token` of alice's, as /login handed it out.
+    mfa_token: String,
+}
+
+/// A token of that layout and the key it was stored under.
+fn old_token() -> (String, Vec<u8>) {
+    let mut bytes = [0u8; 32];
+    fill_random(&mut bytes);
+    let token = data_encoding::BASE64URL_NOPAD.encode(&bytes);
+    let hash = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()).to_vec();
+    (token, hash)
+}
+
 /// A database at migration 0002 holding alice (password, confirmed
-/// authenticator with `secret`, one session), and the session's token.
-async fn old_database(url: &str, dir: &Path, secret: &[u8]) -> String {
+/// authenticator with `secret`, one session, one pending MFA challenge),
+/// and their tokens.
+async fn old_database(url: &str, dir: &Path, secret: &[u8]) -> OldTokens {
     sqlx::any::install_default_drivers();
     let connect = match backend::current() {
         Backend::Sqlite => format!("{url}?mode=rwc"),
@@ -73,11 +92,7 @@ async fn old_database(url: &str, dir: &Path, secret: &[u8]) -> String {
     .execute(&pool)
     .await
     .expect("credential");
-    // A token of that version: 256 random bits, stored by its SHA-256.
-    let mut bytes = [0u8; 32];
-    fill_random(&mut bytes);
-    let token = data_encoding::BASE64URL_NOPAD.encode(&bytes);
-    let hash = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()).to_vec();
+    let (session, hash) = old_token();
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
     )
@@ -88,8 +103,16 @@ async fn old_database(url: &str, dir: &Path, secret: &[u8]) -> String {
     .execute(&pool)
     .await
     .expect("session");
+    let (mfa_token, hash) = old_token();
+    sqlx::query("INSERT INTO mfa_challenges (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
+        .bind(hash)
+        .bind(id)
+        .bind(now + 300)
+        .execute(&pool)
+        .await
+        .expect("challenge");
     pool.close().await;
-    token
+    OldTokens { session, mfa_token }
 }
 
 #[tokio::test]
@@ -103,7 +126,8 @@ async fn an_account_from_before_devices_keeps_its_authenticator_and_sessions() {
         },
     };
     let secret = b"twofactor-upgrade-01";
-    let token = old_database(&url, dir.path(), secret).await;
+    let old = old_database(&url, dir.path(), secret).await;
+    let token = old.session;
     let app = spawn_app_on(dir, url, &[]).await;
 
     let me = assert_ok_json(app.me(&token).await).await;
@@ -119,8 +143,19 @@ async fn an_account_from_before_devices_keeps_its_authenticator_and_sessions() {
     assert_eq!(list[0]["default"], true);
     assert_eq!(list[0]["status"], "active");
 
-    // The old secret still logs in, and a second device can now be added.
+    // The mfa_token handed out before the upgrade still completes its
+    // login, once.
     app.align_to_step_start();
+    let code = app.code_now(secret);
+    let body = assert_ok_json(app.login_2fa("alice", &code, &old.mfa_token).await).await;
+    assert_eq!(body["message"], "Login successful");
+    let spent = app
+        .login_2fa("alice", &app.code_at_step_offset(secret, 1), &old.mfa_token)
+        .await;
+    assert_error(spent, 401, "invalid_mfa_token").await;
+    app.advance(30);
+
+    // The old secret still logs in, and a second device can now be added.
     let bearer = app.full_login("alice", PASSWORD, secret).await;
     let device = app.add_confirmed_device(&bearer, "tablet").await;
     let body: Value = assert_ok_json(app.devices(&bearer).await).await;

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Times the statements one /login-2fa (and /me) runs on SQLite, on the
 table layouts before and after migration 0006, over copies of one database
-seeded by bench/run (target/bench-run/sqlite/db.sqlite, still at 0005, or
-pass its path). Reads run on a second connection after a commit of the
+seeded by bench/run with a server from before 0006 (e.g. `bench/run
+--backend sqlite --bin OLD` with a build of d74066c~1: target/bench-run/sqlite/
+db.sqlite, or pass its path). Reads run on a second connection after a commit of the
 first, as the service's readers do (a commit empties their page cache).
 
   bench/layouts.py [DB]      prints µs per statement, old and new layout
@@ -101,6 +102,12 @@ def measure(layout, path):
 
 
 def main():
+    db = sqlite3.connect(SOURCE)
+    (version,) = db.execute("SELECT max(version) FROM _sqlx_migrations").fetchone()
+    db.close()
+    if version != 5:
+        sys.exit(f"bench/layouts.py: {SOURCE} is at migration {version}; it needs one seeded "
+                 "before 0006 (bench/run --bin with a build of d74066c~1)")
     with tempfile.TemporaryDirectory() as tmp:
         paths = {layout: copy(layout, tmp) for layout in ("old", "new")}
         runs = {"old": [], "new": []}

@@ -102,7 +102,9 @@ def measure(layout, path):
 
 
 def main():
-    db = sqlite3.connect(SOURCE)
+    if not os.path.exists(SOURCE):
+        sys.exit(f"bench/layouts.py: no database at {SOURCE}")
+    db = sqlite3.connect(f"file:{SOURCE}?mode=ro", uri=True)
     (version,) = db.execute("SELECT max(version) FROM _sqlx_migrations").fetchone()
     db.close()
     if version != 5:

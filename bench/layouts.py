@@ -27,9 +27,14 @@ FIND_SESSION = ("SELECT u.id, u.username, s.public_id FROM sessions s JOIN users
                 "WHERE s.token_hash = ? AND s.expires_at > ?")
 
 
+def open_source():
+    """The seeded database, read-only: it is only ever copied."""
+    return sqlite3.connect(f"file:{SOURCE}?mode=ro", uri=True)
+
+
 def copy(layout, tmp):
     path = os.path.join(tmp, f"{layout}.sqlite")
-    src = sqlite3.connect(SOURCE)
+    src = open_source()
     dst = sqlite3.connect(path)
     src.backup(dst)
     src.close()
@@ -104,9 +109,13 @@ def measure(layout, path):
 def main():
     if not os.path.exists(SOURCE):
         sys.exit(f"bench/layouts.py: no database at {SOURCE}")
-    db = sqlite3.connect(f"file:{SOURCE}?mode=ro", uri=True)
-    (version,) = db.execute("SELECT max(version) FROM _sqlx_migrations").fetchone()
-    db.close()
+    db = open_source()
+    try:
+        (version,) = db.execute("SELECT max(version) FROM _sqlx_migrations").fetchone()
+    except sqlite3.DatabaseError:
+        sys.exit(f"bench/layouts.py: {SOURCE} is not a database seeded by bench/run")
+    finally:
+        db.close()
     if version != 5:
         sys.exit(f"bench/layouts.py: {SOURCE} is at migration {version}; it needs one seeded "
                  "before 0006 (bench/run --bin with a build of d74066c~1)")

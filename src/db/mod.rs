@@ -9,6 +9,7 @@ pub mod audit;
 pub mod challenges;
 pub mod checkpoint;
 pub mod credentials;
+pub mod expired;
 pub mod lite;
 pub mod recovery_codes;
 pub mod sessions;

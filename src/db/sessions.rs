@@ -3,6 +3,7 @@
 //! takes, never the token or its hash) and where they were opened from.
 
 use super::Conn;
+use super::expired::{self, TokenTable};
 use super::sql::{Ex, Executor, query};
 use crate::auth::tokens::TokenKey;
 
@@ -170,7 +171,8 @@ async fn delete_by_key(ex: Ex<'_>, key: &[u8], now: i64) -> Result<bool, sqlx::E
 }
 
 /// Ends the unexpired session `public_id` of `user_id`; false if there is
-/// none (or it is someone else's).
+/// none (or it is someone else's). Found among the user's sessions
+/// (`sessions_by_user`): public ids have no index of their own.
 pub async fn delete_by_public_id(
     conn: &mut Conn,
     user_id: i64,
@@ -202,11 +204,16 @@ pub async fn delete_others(
     Ok(done.rows_affected())
 }
 
+/// How [`purge_expired`] finds expired sessions ([`super::expired`]).
+const EXPIRED: TokenTable = TokenTable {
+    first_alive: "SELECT token_hash FROM sessions WHERE expires_at > $1 \
+                  ORDER BY token_hash LIMIT 1",
+    expired_before: "DELETE FROM sessions WHERE token_hash < $1 AND expires_at <= $2",
+    expired: "DELETE FROM sessions WHERE expires_at <= $1",
+    legacy_expired: "DELETE FROM sessions WHERE length(token_hash) = 32 AND expires_at <= $1",
+};
+
 /// Removes expired sessions.
 pub async fn purge_expired<'e>(ex: impl Executor<'e>, now: i64) -> Result<u64, sqlx::Error> {
-    let done = query("DELETE FROM sessions WHERE expires_at <= $1")
-        .bind(now)
-        .execute(ex)
-        .await?;
-    Ok(done.rows_affected())
+    expired::purge(ex, &EXPIRED, now).await
 }

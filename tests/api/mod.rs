@@ -26,6 +26,7 @@ mod observability;
 mod operator;
 mod outage;
 mod process;
+mod purge;
 mod qrcode;
 mod quirks;
 mod recovery;

@@ -11,8 +11,10 @@
 //! sort one after another, so the token index grows at one end. A commit
 //! group then rewrites one page of that index instead of one random page
 //! per token; for a /login-2fa (a challenge spent, a session stored) that
-//! is two of the four or so pages it wrote. The time tells nothing the
-//! holder of the token does not know: the session list shows it.
+//! is two of the four or so pages it wrote. The same order lets the
+//! clean-up find expired tokens without an index on their expiry
+//! ([`crate::db::expired`]). The time tells nothing the holder of the token
+//! does not know: the session list shows it.
 //!
 //! Tokens issued before this layout (256 random bits) were stored by their
 //! SHA-256 alone. A lookup that finds nothing by the current key tries that

@@ -35,9 +35,8 @@ pub struct PreparedChallenge {
 impl Services {
     /// Draws a session token and its public id. The id is the creation
     /// time, then 64 random bits, unrelated to the token: still
-    /// unguessable, and the time is shown beside it anyway. Ids in time
-    /// order make each new one land on the last page of its index instead
-    /// of a random page, which the commit would write out whole.
+    /// unguessable, and the time is shown beside it anyway. (It has no
+    /// index: a session is ended by id only together with its user.)
     pub fn prepare_session(&self) -> PreparedSession {
         let now = self.clock.now();
         let issued = tokens::issue();

@@ -93,13 +93,7 @@ async fn spend_by_key(
 }
 
 /// How [`purge_expired`] finds expired challenges ([`super::expired`]).
-const EXPIRED: TokenTable = TokenTable {
-    first_alive: "SELECT token_hash FROM mfa_challenges WHERE expires_at > $1 \
-                  ORDER BY token_hash LIMIT 1",
-    expired_before: "DELETE FROM mfa_challenges WHERE token_hash < $1 AND expires_at <= $2",
-    expired: "DELETE FROM mfa_challenges WHERE expires_at <= $1",
-    legacy_expired: "DELETE FROM mfa_challenges WHERE length(token_hash) = 32 AND expires_at <= $1",
-};
+const EXPIRED: TokenTable = expired::token_table!("mfa_challenges");
 
 /// Removes expired challenges.
 pub async fn purge_expired<'e>(ex: impl Executor<'e>, now: i64) -> Result<u64, sqlx::Error> {

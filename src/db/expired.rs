@@ -30,6 +30,31 @@ pub struct TokenTable {
     pub legacy_expired: &'static str,
 }
 
+/// The [`TokenTable`] of table `$table` (a string literal).
+macro_rules! token_table {
+    ($table:literal) => {
+        $crate::db::expired::TokenTable {
+            first_alive: concat!(
+                "SELECT token_hash FROM ",
+                $table,
+                " WHERE expires_at > $1 ORDER BY token_hash LIMIT 1"
+            ),
+            expired_before: concat!(
+                "DELETE FROM ",
+                $table,
+                " WHERE token_hash < $1 AND expires_at <= $2"
+            ),
+            expired: concat!("DELETE FROM ", $table, " WHERE expires_at <= $1"),
+            legacy_expired: concat!(
+                "DELETE FROM ",
+                $table,
+                " WHERE length(token_hash) = 32 AND expires_at <= $1"
+            ),
+        }
+    };
+}
+pub(crate) use token_table;
+
 /// Deletes the tokens of `table` that expired by `now`; how many.
 pub async fn purge<'e>(
     ex: impl Executor<'e>,

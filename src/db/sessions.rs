@@ -205,13 +205,7 @@ pub async fn delete_others(
 }
 
 /// How [`purge_expired`] finds expired sessions ([`super::expired`]).
-const EXPIRED: TokenTable = TokenTable {
-    first_alive: "SELECT token_hash FROM sessions WHERE expires_at > $1 \
-                  ORDER BY token_hash LIMIT 1",
-    expired_before: "DELETE FROM sessions WHERE token_hash < $1 AND expires_at <= $2",
-    expired: "DELETE FROM sessions WHERE expires_at <= $1",
-    legacy_expired: "DELETE FROM sessions WHERE length(token_hash) = 32 AND expires_at <= $1",
-};
+const EXPIRED: TokenTable = expired::token_table!("sessions");
 
 /// Removes expired sessions.
 pub async fn purge_expired<'e>(ex: impl Executor<'e>, now: i64) -> Result<u64, sqlx::Error> {

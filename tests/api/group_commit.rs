@@ -2,19 +2,9 @@
 //! commit: savepoints sharing one COMMIT), opened directly on a test
 //! database beside the running server.
 
-use twofactor::db::{Db, PoolSettings, users};
+use twofactor::db::{Db, users};
 
-use super::helpers::spawn_app;
-
-async fn open(database_url: &str) -> Db {
-    let settings = PoolSettings {
-        max_connections: 8,
-        acquire_timeout: std::time::Duration::from_secs(10),
-    };
-    Db::connect(database_url, settings)
-        .await
-        .expect("database opens")
-}
+use super::helpers::{open_db, spawn_app};
 
 async fn exists(db: &Db, key: &str) -> bool {
     users::find_by_key(db.reader(), key)
@@ -26,7 +16,7 @@ async fn exists(db: &Db, key: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_transactions_commit_or_roll_back_each_on_its_own() {
     let Some(app) = spawn_app().await else { return };
-    let db = open(&app.database_url).await;
+    let db = open_db(&app.database_url).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..90 {
         let db = db.clone();
@@ -59,7 +49,7 @@ async fn concurrent_transactions_commit_or_roll_back_each_on_its_own() {
 #[tokio::test]
 async fn a_transaction_cancelled_while_waiting_does_not_leave_a_commit_hanging() {
     let Some(app) = spawn_app().await else { return };
-    let db = open(&app.database_url).await;
+    let db = open_db(&app.database_url).await;
     // The runtime has one thread, so how many times this task yields decides
     // where the waiter is when it is cancelled: still queued after the first
     // left the COMMIT to it, or already holding the connection.
@@ -107,7 +97,7 @@ async fn a_write_waiting_for_another_process_s_lock_leaves_the_runtime_free() {
     let Some(path) = sqlite_path(&app) else {
         return;
     };
-    let db = open(&app.database_url).await;
+    let db = open_db(&app.database_url).await;
     // Another process (an operator command, a sqlite3 shell) holds the lock.
     let other = rusqlite::Connection::open(&path).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -142,7 +132,7 @@ async fn under_steady_writes_the_wal_starts_over_instead_of_growing() {
     let Some(path) = sqlite_path(&app) else {
         return;
     };
-    let db = open(&app.database_url).await;
+    let db = open_db(&app.database_url).await;
     let write = |key: String| {
         let db = db.clone();
         async move {
@@ -225,7 +215,7 @@ async fn postgres_connections_never_jit_compile_the_short_statements() {
     if sqlite_path(&app).is_some() {
         return;
     }
-    let db = open(&app.database_url).await;
+    let db = open_db(&app.database_url).await;
     // A pooled connection, whichever the pool hands out.
     for _ in 0..3 {
         let row = twofactor::db::sql::query("SHOW jit")

@@ -676,3 +676,15 @@ pub fn wrong_code(app: &TestApp, secret: &[u8]) -> String {
         n += 1;
     }
 }
+
+/// The service's own `db` layer opened on `database_url`, beside the
+/// running server (as another instance would).
+pub async fn open_db(database_url: &str) -> twofactor::db::Db {
+    let settings = twofactor::db::PoolSettings {
+        max_connections: 8,
+        acquire_timeout: Duration::from_secs(10),
+    };
+    twofactor::db::Db::connect(database_url, settings)
+        .await
+        .expect("database opens")
+}

@@ -5,19 +5,9 @@
 
 use reqwest::StatusCode;
 use twofactor::db::sql::query;
-use twofactor::db::{Db, PoolSettings, challenges, sessions, users};
+use twofactor::db::{Db, challenges, sessions, users};
 
-use super::helpers::{PASSWORD, TestApp, spawn_app};
-
-async fn open(database_url: &str) -> Db {
-    let settings = PoolSettings {
-        max_connections: 4,
-        acquire_timeout: std::time::Duration::from_secs(10),
-    };
-    Db::connect(database_url, settings)
-        .await
-        .expect("database opens")
-}
+use super::helpers::{PASSWORD, TestApp, open_db, spawn_app};
 
 /// Runs the clean-up's two token purges at the app's "now"; rows deleted.
 async fn purge(app: &TestApp, db: &Db) -> (u64, u64) {
@@ -52,7 +42,7 @@ async fn sign_in(app: &TestApp, username: &str, secret: &[u8]) -> String {
 #[tokio::test]
 async fn expired_sessions_and_mfa_tokens_are_purged_and_live_ones_are_kept() {
     let Some(app) = spawn_app().await else { return };
-    let db = open(&app.database_url).await;
+    let db = open_db(&app.database_url).await;
     let alice = app.signup_mfa("alice", PASSWORD).await;
     app.align_to_step_start();
     let first = sign_in(&app, "alice", &alice.secret).await;
@@ -78,7 +68,7 @@ async fn expired_sessions_and_mfa_tokens_are_purged_and_live_ones_are_kept() {
 #[tokio::test]
 async fn expired_tokens_of_the_older_layout_are_purged_too() {
     let Some(app) = spawn_app().await else { return };
-    let db = open(&app.database_url).await;
+    let db = open_db(&app.database_url).await;
     app.signup_mfa("bob", PASSWORD).await;
     let bob = users::find_by_key(db.reader(), "bob")
         .await

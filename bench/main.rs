@@ -37,14 +37,14 @@ use server::Server;
 struct Args {
     /// MFA accounts seeded for the /login-2fa scenario (each logs in once;
     /// each round gets its share).
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 150_000)]
     users: usize,
     /// Accounts without MFA whose sessions /me cycles through.
     #[arg(long, default_value_t = 1_000)]
     sessions: usize,
     /// Seconds per slice of a scenario (a round's login-2fa bodies are
     /// written just before its slice, so their codes are fresh; at about
-    /// 12k logins/s, a 2 s slice uses 24,000 of a round's 33,000 accounts).
+    /// 15k logins/s, a 2 s slice uses 30,000 of a round's 50,000 accounts).
     #[arg(long, default_value_t = 2)]
     seconds: u32,
     /// Rounds of /healthz, /login-2fa and /me slices, one after the other.

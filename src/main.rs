@@ -10,7 +10,7 @@ use twofactor::startup::App;
 // A request allocates and frees dozens of small buffers (the body, the JSON,
 // rows, the response). With glibc's malloc that was 13% of the server's CPU
 // on /login-2fa; with mimalloc the allocator is 6% of a smaller total, and a
-// login costs the server ~15% less CPU (BENCHMARKS.md, session 12).
+// login costs the server about a sixth less CPU (BENCHMARKS.md, session 12).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -4,12 +4,13 @@
 //! Both are keyed by a token's key, which begins with the time the token
 //! was issued ([`crate::auth::tokens`]): walking the primary key in order
 //! meets tokens oldest first. Every token of a table gets the same
-//! lifetime (the configured TTL), so the expired ones are the first keys, up
-//! to the first token still alive. Finding that token reads the expired
+//! lifetime (the configured TTL), so the expired ones are the first keys,
+//! up to the first token still alive. Finding that token reads the expired
 //! rows in front of it and itself, and deleting everything before it that
-//! has expired is one range of the primary key. A longer lifetime configured earlier can leave a live token
-//! in front of expired ones; they then wait for it to expire before they go
-//! (lookups check the expiry, so they are dead all the same).
+//! has expired is one range of the primary key. A longer lifetime
+//! configured earlier can leave a live token in front of expired ones; they
+//! then wait for it to expire before they go (lookups check the expiry, so
+//! they are dead all the same).
 //!
 //! Tokens of the older layout were stored by their bare SHA-256 (32 bytes,
 //! in random places of the key order). A partial index holds only those

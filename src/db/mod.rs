@@ -198,11 +198,28 @@ fn url_for_sqlite(path: &Path) -> anyhow::Result<String> {
     Ok(format!("sqlite://{encoded}?mode=rwc"))
 }
 
+/// A pooled PostgreSQL connection idle this long is pinged before use.
+const STALE_AFTER: Duration = Duration::from_secs(1);
+
 async fn connect_postgres(url: &str, settings: PoolSettings) -> anyhow::Result<Db> {
     let options = AnyConnectOptions::from_str(url).context("parsing the PostgreSQL URL")?;
     let pool = AnyPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
+        // sqlx pings a connection (a round trip) every time it is taken
+        // from the pool and again when it is given back: three round trips
+        // for a one-statement read such as /me. The ping on release stays
+        // (sqlx always makes it); the one on acquire is kept only for a
+        // connection idle long enough to have been cut meanwhile.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= STALE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(|conn, _| {
             Box::pin(async move {
                 // Every statement here is a short indexed lookup or write.

@@ -223,6 +223,49 @@ pub async fn counting_for_user<'e>(
     })
 }
 
+/// [`counting_for_user`] for the user of an unexpired MFA challenge stored
+/// under `challenge_key` and issued for `username_key` (which is also the
+/// lockout's subject), in one statement: /login-2fa's whole read. Returns
+/// the user and what was counted; `None` when no row came back, which is
+/// either no such challenge or no device that counts (MFA switched off
+/// since /login): the caller then reads the two apart.
+pub async fn counting_for_challenge<'e>(
+    ex: impl Executor<'e>,
+    challenge_key: &[u8],
+    username_key: &str,
+    now: i64,
+) -> Result<Option<(i64, Counting)>, sqlx::Error> {
+    let rows = query(concat!(
+        column_list!(),
+        ", (SELECT COUNT(*) FROM recovery_codes r \
+            WHERE r.user_id = totp_credentials.user_id AND r.used_at IS NULL), \
+           (SELECT t.locked_until FROM throttles t \
+            WHERE t.subject = $2 AND t.factor = $4) \
+         FROM totp_credentials WHERE user_id = \
+           (SELECT ch.user_id FROM mfa_challenges ch \
+            WHERE ch.token_hash = $1 AND ch.expires_at > $3 AND ch.username_key = $2) \
+         AND ",
+        counts!(),
+        " ORDER BY id"
+    ))
+    .bind(challenge_key)
+    .bind(username_key)
+    .bind(now)
+    .bind(Factor::SecondFactor.as_str())
+    .fetch_all(ex)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let user_id = first.try_get(1)?;
+    let counting = Counting {
+        recovery_unused: first.try_get(15)?,
+        locked_until: first.try_get(16)?,
+        devices: rows.iter().map(credential).collect::<Result<_, _>>()?,
+    };
+    Ok(Some((user_id, counting)))
+}
+
 /// Every device of `user_id` except expired pending ones, oldest first.
 pub async fn list_for_user<'e>(
     ex: impl Executor<'e>,

@@ -11,10 +11,10 @@ use utoipa_axum::routes;
 use super::Error;
 use super::extract::JsonObject;
 use super::openapi::{Credentials, ErrorBody, UsernameField};
-use crate::auth::tokens;
-use crate::db::challenges;
+use crate::auth::tokens::{self, TokenKey};
+use crate::db::{challenges, credentials};
 use crate::service::{
-    Accept, AppState, Client, PreparedChallenge, PreparedSession, Settlement, Subject,
+    Accept, AppState, Checked, Client, PreparedChallenge, PreparedSession, Settlement, Subject,
 };
 
 /// `POST /login`, `POST /login-2fa`.
@@ -101,7 +101,6 @@ fn outcome<T>(result: &Result<T, Error>) -> Option<&'static str> {
     }
 }
 
-/// How a failed factor check ended, as [`outcome`] says it.
 /// Counts a failed /login-2fa in the login metrics.
 fn count_failure(app: &AppState, error: &Error) {
     if let Some(failure) = failure(error) {
@@ -109,6 +108,7 @@ fn count_failure(app: &AppState, error: &Error) {
     }
 }
 
+/// How a failed factor check ended, as [`outcome`] says it.
 fn failure(error: &Error) -> Option<&'static str> {
     match error {
         Error::InvalidCredentials | Error::InvalidOtp | Error::AuthenticatorIgnoredParameters => {
@@ -195,6 +195,48 @@ async fn login(
     Ok(Json(written.await?))
 }
 
+/// Finds the challenge's user and checks `token` against that account's
+/// second factor: one statement when the challenge and a device are found
+/// ([`credentials::counting_for_challenge`]), else the challenge and the
+/// account read apart, to tell a bad `mfa_token` from MFA switched off
+/// since /login (the challenge is moot then too, unless a lock says 429).
+async fn read_second_factor(
+    app: &AppState,
+    challenge: &TokenKey,
+    username_key: &str,
+    token: &str,
+) -> Result<(i64, Checked), Error> {
+    let now = app.clock.now();
+    let subject = |user_id| Subject {
+        username: username_key,
+        user_id: Some(user_id),
+    };
+    let reader = app.db.reader();
+    if let Some((user_id, counting)) =
+        credentials::counting_for_challenge(reader, challenge.key(), username_key, now).await?
+    {
+        let checked = app
+            .check_counted(
+                subject(user_id),
+                user_id,
+                counting,
+                token,
+                Accept::AnyFactor,
+            )
+            .await?
+            .ok_or(Error::InvalidMfaToken)?;
+        return Ok((user_id, checked));
+    }
+    let user_id = challenges::find_for(reader, challenge, username_key, now)
+        .await?
+        .ok_or(Error::InvalidMfaToken)?;
+    let checked = app
+        .check_second_factor(subject(user_id), user_id, token, Accept::AnyFactor)
+        .await?
+        .ok_or(Error::InvalidMfaToken)?;
+    Ok((user_id, checked))
+}
+
 #[utoipa::path(post, path = "/login-2fa", tag = "login", request_body = Login2faRequest,
     responses(
         (status = 200, description = "A session; with `clock_drift_seconds` when the code came from another time step than now, and `recovery_codes_remaining` + `warning` when 2 or fewer recovery codes are left", body = SessionResponse),
@@ -212,21 +254,9 @@ async fn login_2fa(
     let mfa_token = body.token("mfa_token")?;
 
     let challenge = tokens::parse(mfa_token).ok_or(Error::InvalidMfaToken)?;
-    let user_id =
-        challenges::find_for(app.db.reader(), &challenge, username.key(), app.clock.now())
-            .await?
-            .ok_or(Error::InvalidMfaToken)?;
-
-    let subject = Subject {
-        username: username.key(),
-        user_id: Some(user_id),
-    };
-    // MFA switched off since /login: the challenge is moot.
-    let checked = app
-        .check_second_factor(subject, user_id, token, Accept::AnyFactor)
+    let (user_id, checked) = read_second_factor(&app, &challenge, username.key(), token)
         .await
-        .inspect_err(|e| count_failure(&app, e))?
-        .ok_or(Error::InvalidMfaToken)?;
+        .inspect_err(|e| count_failure(&app, e))?;
     // Drawn before the write lock is taken (see PreparedSession).
     let session = app.prepare_session();
     let written = app.db.transact({

@@ -156,6 +156,20 @@ impl Services {
     ) -> Result<Option<Checked>, Error> {
         let counting =
             credentials::counting_for_user(self.db.reader(), user_id, subject.username).await?;
+        self.check_counted(subject, user_id, counting, token, accept)
+            .await
+    }
+
+    /// [`check_second_factor`](Services::check_second_factor) over what
+    /// was already read of the account ([`Counting`]).
+    pub async fn check_counted(
+        &self,
+        subject: Subject<'_>,
+        user_id: i64,
+        counting: Counting,
+        token: &str,
+        accept: Accept,
+    ) -> Result<Option<Checked>, Error> {
         if counting.devices.is_empty() {
             // No row to carry the lock: read it on its own (MFA is off, so
             // this only decides between 429 and the caller's answer).

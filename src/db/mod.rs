@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod credentials;
 pub mod expired;
 pub mod lite;
+pub mod login_write;
 pub mod recovery_codes;
 pub mod sessions;
 pub mod sql;
@@ -143,6 +144,16 @@ impl Db {
         E: From<sqlx::Error> + Send + 'static,
     {
         self.write.transact(Box::new(work)).await
+    }
+
+    /// Where a write made of one statement (its own transaction) runs when
+    /// that saves round trips: PostgreSQL's pool. `None` on SQLite, whose
+    /// writes share the writer's group commits.
+    pub fn one_statement_writes(&self) -> Option<sql::Ex<'_>> {
+        match &self.write {
+            Writer::Pool(pool) => Some(sql::Ex::AnyPool(pool)),
+            Writer::Group(_) => None,
+        }
     }
 
     /// Whether the database answers.

@@ -14,7 +14,8 @@ use super::openapi::{Credentials, ErrorBody, UsernameField};
 use crate::auth::tokens::{self, TokenKey};
 use crate::db::{challenges, credentials};
 use crate::service::{
-    Accept, AppState, Checked, Client, PreparedChallenge, PreparedSession, Settlement, Subject,
+    Accept, Accepted, AppState, Checked, Client, IssuedToken, PreparedChallenge, PreparedSession,
+    Settlement, Subject,
 };
 
 /// `POST /login`, `POST /login-2fa`.
@@ -259,6 +260,18 @@ async fn login_2fa(
         .inspect_err(|e| count_failure(&app, e))?;
     // Drawn before the write lock is taken (see PreparedSession).
     let session = app.prepare_session();
+    let subject = Subject {
+        username: username.key(),
+        user_id: Some(user_id),
+    };
+    let session = match app
+        .login_at_once(subject, user_id, &checked, &challenge, session, &client)
+        .await
+        .inspect_err(|e| count_failure(&app, e))?
+    {
+        Ok((settled, session)) => return Ok(Json(signed_in(&app, settled, session))),
+        Err(session) => session,
+    };
     let written = app.db.transact({
         let (app, client, username) = (app.clone(), client.clone(), username.key().to_owned());
         move |conn| {
@@ -285,7 +298,12 @@ async fn login_2fa(
         .await
         .and_then(|done| done.map_err(|refused| app.refused(refused, Error::InvalidOtp)))
         .inspect_err(|e| count_failure(&app, e))?;
-    // Counted once committed, outside the write lock.
+    Ok(Json(signed_in(&app, settled, session)))
+}
+
+/// The answer to a login whose second factor is committed, counted in the
+/// metrics (outside the write lock).
+fn signed_in(app: &AppState, settled: Accepted, session: IssuedToken) -> SessionResponse {
     let factor = if settled.recovery_code_used {
         "recovery_code"
     } else {
@@ -300,7 +318,7 @@ async fn login_2fa(
     }
     let remaining = settled.recovery_codes_remaining;
     let few = remaining <= FEW_RECOVERY_CODES;
-    Ok(Json(SessionResponse {
+    SessionResponse {
         recovery_codes_remaining: (settled.recovery_code_used || few).then_some(remaining),
         warning: few.then(|| {
             format!(
@@ -309,5 +327,5 @@ async fn login_2fa(
         }),
         clock_drift_seconds: settled.clock_drift_seconds,
         ..session_response(session)
-    }))
+    }
 }

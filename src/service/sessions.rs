@@ -2,10 +2,12 @@
 
 use crate::db::Conn;
 
-use super::{Client, Services};
+use super::second_factor::{Accepted, Checked, Verified};
+use super::{Client, Services, Subject};
 use crate::auth::crypto::fill_random;
-use crate::auth::tokens;
+use crate::auth::tokens::{self, TokenKey};
 use crate::db::challenges;
+use crate::db::login_write::{self, TotpLogin};
 use crate::db::sessions::{self, NewSession};
 use crate::http::Error;
 
@@ -104,5 +106,68 @@ impl Services {
             token: issued.token,
             expires_in: self.mfa_token_ttl,
         })
+    }
+
+    /// /login-2fa's whole write for an accepted TOTP code as one statement,
+    /// where that saves round trips ([`login_write`], PostgreSQL):
+    /// `Ok(Ok(..))` once committed. `Ok(Err(prepared))` gives the session
+    /// back, nothing written, when the general path must run instead: on
+    /// SQLite, for anything but a fresh TOTP code, or after a race (the
+    /// code used meanwhile, a lock started, the challenge gone).
+    pub async fn login_at_once(
+        &self,
+        subject: Subject<'_>,
+        user_id: i64,
+        checked: &Checked,
+        challenge: &TokenKey,
+        prepared: PreparedSession,
+        client: &Client,
+    ) -> Result<Result<(Accepted, IssuedToken), PreparedSession>, Error> {
+        let (
+            Some(ex),
+            Some(Verified::Totp {
+                credential_id,
+                step,
+                drift_steps,
+                offset_seconds,
+                confirms,
+            }),
+        ) = (self.db.one_statement_writes(), checked.verified)
+        else {
+            return Ok(Err(prepared));
+        };
+        let step = i64::try_from(step).map_err(|e| Error::Internal(e.into()))?;
+        let session = NewSession {
+            key: &prepared.issued.key,
+            public_id: &prepared.public_id,
+            user_id,
+            now: prepared.now,
+            expires_at: prepared.now + self.session_ttl,
+            client_addr: client.addr.as_deref(),
+            user_agent: client.user_agent.as_deref(),
+        };
+        let login = TotpLogin {
+            credential_id,
+            step,
+            drift_steps,
+            confirm: confirms,
+            now: self.clock.now(),
+            subject: subject.username,
+            challenge,
+            session: &session,
+        };
+        if !login_write::write(ex, &login).await? {
+            return Ok(Err(prepared));
+        }
+        let accepted = Accepted {
+            recovery_code_used: false,
+            recovery_codes_remaining: checked.recovery_unused,
+            clock_drift_seconds: (offset_seconds != 0).then_some(offset_seconds),
+        };
+        let issued = IssuedToken {
+            token: prepared.issued.token,
+            expires_in: self.session_ttl,
+        };
+        Ok(Ok((accepted, issued)))
     }
 }

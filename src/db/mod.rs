@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod expired;
 pub mod lite;
 pub mod login_write;
+pub mod parked;
 pub mod recovery_codes;
 pub mod sessions;
 pub mod sql;
@@ -26,10 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sqlx::AnyPool;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 
 use lite::LitePool;
+use parked::StatementPool;
 use sql::{Ex, Executor};
 pub use writer::{BoxFuture, Conn, WriteTx};
 use writer::{Group, Writer};
@@ -96,7 +97,7 @@ pub struct Db {
 #[derive(Clone, Debug)]
 pub enum Reader {
     /// PostgreSQL.
-    Any(AnyPool),
+    Any(StatementPool),
     /// SQLite.
     Lite(Arc<LitePool>),
 }
@@ -150,9 +151,9 @@ impl Db {
     /// that saves round trips: PostgreSQL's pool. `None` on SQLite, whose
     /// writes share the writer's group commits.
     pub fn one_statement_writes(&self) -> Option<sql::Ex<'_>> {
-        match &self.write {
-            Writer::Pool(pool) => Some(sql::Ex::AnyPool(pool)),
-            Writer::Group(_) => None,
+        match &self.read {
+            Reader::Any(pool) => Some(sql::Ex::AnyPool(pool)),
+            Reader::Lite(_) => None,
         }
     }
 
@@ -219,9 +220,10 @@ async fn connect_postgres(url: &str, settings: PoolSettings) -> anyhow::Result<D
         .acquire_timeout(settings.acquire_timeout)
         // sqlx pings a connection (a round trip) every time it is taken
         // from the pool and again when it is given back: three round trips
-        // for a one-statement read such as /me. The ping on release stays
-        // (sqlx always makes it); the one on acquire is kept only for a
-        // connection idle long enough to have been cut meanwhile.
+        // for a one-statement read such as /me. The one on acquire is kept
+        // only for a connection idle long enough to have been cut
+        // meanwhile; the one on release sqlx always makes, so statements
+        // outside a transaction park their connections instead ([`parked`]).
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
@@ -248,8 +250,18 @@ async fn connect_postgres(url: &str, settings: PoolSettings) -> anyhow::Result<D
         .run(&pool)
         .await
         .context("applying PostgreSQL migrations")?;
+    // Statements outside a transaction (each request's reads, and
+    // /login-2fa's write, which holds its connection through the commit's
+    // fsync) use three quarters of the connections at most, parked between
+    // statements; the rest, at least one, are always free for transactions.
+    let max = settings.max_connections as usize;
+    let parked = (max * 3 / 4).min(max - 1);
     Ok(Db {
-        read: Reader::Any(pool.clone()),
+        read: Reader::Any(StatementPool::new(
+            pool.clone(),
+            parked,
+            settings.acquire_timeout,
+        )),
         write: Writer::Pool(pool),
     })
 }

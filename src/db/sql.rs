@@ -12,6 +12,7 @@ use sqlx::Any;
 use sqlx::any::AnyRow;
 
 use super::lite::{self, LitePool};
+use super::parked::StatementPool;
 use super::writer::{Conn, WriteTx};
 
 /// A value bound to a `$n` placeholder. Nulls keep their type, which
@@ -100,8 +101,8 @@ impl Done {
 
 /// Where a statement runs: the read pool, or an open write transaction.
 pub enum Ex<'e> {
-    /// PostgreSQL's pool.
-    AnyPool(&'e sqlx::AnyPool),
+    /// PostgreSQL's pool, for one statement outside a transaction.
+    AnyPool(&'e StatementPool),
     /// A PostgreSQL transaction.
     AnyConn(&'e mut sqlx::AnyConnection),
     /// SQLite's readers.
@@ -168,7 +169,12 @@ impl<'q> Query<'q> {
     /// Runs a statement that returns no rows.
     pub async fn execute<'e>(self, ex: impl Executor<'e>) -> Result<Done, sqlx::Error> {
         let rows = match ex.into_ex() {
-            Ex::AnyPool(pool) => self.to_sqlx().execute(pool).await?.rows_affected(),
+            Ex::AnyPool(pool) => {
+                let mut lease = pool.lease().await?;
+                let done = self.to_sqlx().execute(lease.conn()).await;
+                lease.settle(&done);
+                done?.rows_affected()
+            }
             Ex::AnyConn(conn) => self.to_sqlx().execute(conn).await?.rows_affected(),
             Ex::LitePool(pool) => pool.with(|c| lite::run(c, self.sql, &self.args, |_| Ok(())))?,
             Ex::LiteConn(conn) => {
@@ -182,7 +188,12 @@ impl<'q> Query<'q> {
     pub async fn fetch_all<'e>(self, ex: impl Executor<'e>) -> Result<Vec<Row>, sqlx::Error> {
         let any = |rows: Vec<AnyRow>| rows.into_iter().map(Row::Any).collect();
         Ok(match ex.into_ex() {
-            Ex::AnyPool(pool) => any(self.to_sqlx().fetch_all(pool).await?),
+            Ex::AnyPool(pool) => {
+                let mut lease = pool.lease().await?;
+                let rows = self.to_sqlx().fetch_all(lease.conn()).await;
+                lease.settle(&rows);
+                any(rows?)
+            }
             Ex::AnyConn(conn) => any(self.to_sqlx().fetch_all(conn).await?),
             Ex::LitePool(pool) => pool.with(|c| self.lite_rows(c))?,
             Ex::LiteConn(conn) => lite::in_tx(conn, |c| self.lite_rows(c))?,
@@ -195,7 +206,12 @@ impl<'q> Query<'q> {
         ex: impl Executor<'e>,
     ) -> Result<Option<Row>, sqlx::Error> {
         Ok(match ex.into_ex() {
-            Ex::AnyPool(pool) => self.to_sqlx().fetch_optional(pool).await?.map(Row::Any),
+            Ex::AnyPool(pool) => {
+                let mut lease = pool.lease().await?;
+                let row = self.to_sqlx().fetch_optional(lease.conn()).await;
+                lease.settle(&row);
+                row?.map(Row::Any)
+            }
             Ex::AnyConn(conn) => self.to_sqlx().fetch_optional(conn).await?.map(Row::Any),
             Ex::LitePool(pool) => pool.with(|c| self.lite_rows(c))?.into_iter().next(),
             Ex::LiteConn(conn) => lite::in_tx(conn, |c| self.lite_rows(c))?.into_iter().next(),

@@ -25,6 +25,7 @@ mod multi_instance;
 mod observability;
 mod operator;
 mod outage;
+mod pool;
 mod process;
 mod purge;
 mod qrcode;

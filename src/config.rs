@@ -39,8 +39,9 @@ pub struct Config {
     )]
     pub database_url: SecretString,
 
-    /// Most database connections this instance opens (PostgreSQL; SQLite
-    /// has one writer, and a reader for each thread that is reading).
+    /// Most database connections this instance opens (PostgreSQL: a quarter,
+    /// at least one, is kept for transactions; SQLite has one writer, and a
+    /// reader for each thread that is reading).
     #[arg(long, env = "TWOFACTOR_DB_MAX_CONNECTIONS", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,

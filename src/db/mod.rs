@@ -14,6 +14,7 @@ pub mod lite;
 pub mod login_write;
 pub mod parked;
 pub mod recovery_codes;
+pub mod session_reads;
 pub mod sessions;
 pub mod sql;
 pub mod throttle;
@@ -91,6 +92,8 @@ pub struct PoolSettings {
 pub struct Db {
     read: Reader,
     write: Writer,
+    /// Batched session lookups (PostgreSQL).
+    session_reads: Option<session_reads::SessionReads>,
 }
 
 /// Where reads run: PostgreSQL's pool, or SQLite's readers.
@@ -157,6 +160,12 @@ impl Db {
         }
     }
 
+    /// The batched session lookups: PostgreSQL's; `None` on SQLite, whose
+    /// reads cost no round trip.
+    pub fn session_reads(&self) -> Option<&session_reads::SessionReads> {
+        self.session_reads.as_ref()
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sql::query("SELECT 1").execute(&self.read).await.map(|_| ())
@@ -197,6 +206,7 @@ async fn connect_sqlite(path: &Path, settings: PoolSettings) -> anyhow::Result<D
     Ok(Db {
         read: Reader::Lite(Arc::new(LitePool::new(path))),
         write: Writer::Group(group),
+        session_reads: None,
     })
 }
 
@@ -256,12 +266,10 @@ async fn connect_postgres(url: &str, settings: PoolSettings) -> anyhow::Result<D
     // statements; the rest, at least one, are always free for transactions.
     let max = settings.max_connections as usize;
     let parked = (max * 3 / 4).min(max - 1);
+    let statements = StatementPool::new(pool.clone(), parked, settings.acquire_timeout);
     Ok(Db {
-        read: Reader::Any(StatementPool::new(
-            pool.clone(),
-            parked,
-            settings.acquire_timeout,
-        )),
+        session_reads: Some(session_reads::SessionReads::start(statements.clone())),
+        read: Reader::Any(statements),
         write: Writer::Pool(pool),
     })
 }

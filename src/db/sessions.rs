@@ -4,7 +4,7 @@
 
 use super::Conn;
 use super::expired::{self, TokenTable};
-use super::sql::{Ex, Executor, query};
+use super::sql::{Ex, Executor, Row, query};
 use crate::auth::tokens::TokenKey;
 
 /// Who a live session belongs to.
@@ -89,31 +89,63 @@ pub async fn find<'e>(
     }
 }
 
+/// The columns of a [`SessionUser`], over `sessions s JOIN users u`
+/// ([`session_user`] reads them back); a macro, for `concat!`.
+macro_rules! session_user_columns {
+    () => {
+        "u.id, u.username, \
+         (SELECT COUNT(*) FROM totp_credentials c \
+          WHERE c.user_id = u.id AND (c.confirmed_at IS NOT NULL OR c.is_default = 1)), \
+         s.public_id, \
+         (SELECT COUNT(*) FROM recovery_codes r \
+          WHERE r.user_id = u.id AND r.used_at IS NULL)"
+    };
+}
+
+/// [`session_user_columns`] for statements built at run time.
+pub(super) const SESSION_USER_COLUMNS: &str = session_user_columns!();
+
+/// The [`SessionUser`] in `row`'s columns from `first` on.
+pub(super) fn session_user(row: &Row, first: usize) -> Result<SessionUser, sqlx::Error> {
+    Ok(SessionUser {
+        user_id: row.try_get(first)?,
+        username: row.try_get(first + 1)?,
+        mfa_enabled: row.try_get::<i64>(first + 2)? > 0,
+        session_id: row.try_get(first + 3)?,
+        recovery_unused: row.try_get(first + 4)?,
+    })
+}
+
 async fn find_by_key(ex: Ex<'_>, key: &[u8], now: i64) -> Result<Option<SessionUser>, sqlx::Error> {
-    let row = query(
-        "SELECT u.id, u.username, \
-                    (SELECT COUNT(*) FROM totp_credentials c \
-                     WHERE c.user_id = u.id AND (c.confirmed_at IS NOT NULL OR c.is_default = 1)), \
-                    s.public_id, \
-                    (SELECT COUNT(*) FROM recovery_codes r \
-                     WHERE r.user_id = u.id AND r.used_at IS NULL) \
-             FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2",
-    )
+    let row = query(concat!(
+        "SELECT ",
+        session_user_columns!(),
+        " FROM sessions s JOIN users u ON u.id = s.user_id \
+          WHERE s.token_hash = $1 AND s.expires_at > $2"
+    ))
     .bind(key)
     .bind(now)
     .fetch_optional(ex)
     .await?;
-    row.map(|r| {
-        Ok(SessionUser {
-            user_id: r.try_get(0)?,
-            username: r.try_get(1)?,
-            mfa_enabled: r.try_get::<i64>(2)? > 0,
-            session_id: r.try_get(3)?,
-            recovery_unused: r.try_get(4)?,
-        })
-    })
-    .transpose()
+    row.map(|r| session_user(&r, 0)).transpose()
+}
+
+/// The live session of `token` at `now`, as [`find`] outside a
+/// transaction; on PostgreSQL through the batched lookups
+/// ([`super::session_reads`]).
+pub async fn find_live(
+    db: &super::Db,
+    token: &TokenKey,
+    now: i64,
+) -> Result<Option<SessionUser>, sqlx::Error> {
+    let Some(batched) = db.session_reads() else {
+        return find(db.reader(), token, now).await;
+    };
+    // The legacy key only when the current one finds nothing (see tokens).
+    match batched.find(token.key(), now).await? {
+        None => find_by_key(db.reader().into_ex(), token.legacy(), now).await,
+        found => Ok(found),
+    }
 }
 
 /// The unexpired sessions of `user_id`: the one with public id

@@ -46,7 +46,7 @@ pub struct MeResponse {
         (status = 401, description = "No valid session token (`unauthorized`)", body = ErrorBody, headers(("WWW-Authenticate" = String))),
     ))]
 async fn me(State(app): State<AppState>, Bearer(hash): Bearer) -> Result<Json<MeResponse>, Error> {
-    let user = sessions::find(app.db.reader(), &hash, app.clock.now())
+    let user = sessions::find_live(&app.db, &hash, app.clock.now())
         .await?
         .ok_or(Error::Unauthorized)?;
     Ok(Json(MeResponse {

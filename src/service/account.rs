@@ -33,7 +33,7 @@ impl SignedIn {
 impl Services {
     /// The live session of `token`, or 401.
     pub async fn signed_in(&self, token: &TokenKey) -> Result<SignedIn, Error> {
-        let session = sessions::find(self.db.reader(), token, self.clock.now())
+        let session = sessions::find_live(&self.db, token, self.clock.now())
             .await?
             .ok_or(Error::Unauthorized)?;
         let username = Username::parse(&session.username).ok_or_else(|| {

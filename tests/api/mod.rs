@@ -34,6 +34,7 @@ mod recovery;
 mod recovery_regen;
 mod replay;
 mod session;
+mod session_batch;
 mod sessions_list;
 mod signup;
 mod upgrade;

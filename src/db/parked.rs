@@ -5,7 +5,7 @@
 //! Why by hand: sqlx pings every connection given back to its pool (a
 //! round trip, `return_to_pool` in sqlx-core 0.9's `pool/connection.rs`),
 //! and no option turns that off. For a one-statement request such as /me
-//! that is half its round trips: with the ping skipped, /me gave 20–21% more
+//! that is half its round trips: with the ping skipped, /me gave 21–27% more
 //! requests per second and /login-2fa 17–27% more (BENCHMARKS.md, session
 //! 15). A statement outside a transaction leaves nothing to flush, and sqlx
 //! drains a connection's unread replies before its next statement, so here

@@ -220,7 +220,9 @@ fn url_for_sqlite(path: &Path) -> anyhow::Result<String> {
     Ok(format!("sqlite://{encoded}?mode=rwc"))
 }
 
-/// A pooled PostgreSQL connection idle this long is pinged before use.
+/// A PostgreSQL connection idle this long is checked before use: pinged
+/// by sqlx's pool on acquire, or, when it was parked, handed back to sqlx
+/// ([`parked`]).
 const STALE_AFTER: Duration = Duration::from_secs(1);
 
 async fn connect_postgres(url: &str, settings: PoolSettings) -> anyhow::Result<Db> {

@@ -21,9 +21,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-/// A parked connection idle this long is handed back to sqlx, whose ping
-/// tells whether it still works, rather than used as it is.
-const STALE_AFTER: Duration = Duration::from_secs(1);
+use super::STALE_AFTER;
 
 /// A connection out of sqlx's pool this long goes back to it after its
 /// statement, so that sqlx's checks (its ping, its `max_lifetime`) still

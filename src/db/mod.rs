@@ -94,6 +94,8 @@ pub struct Db {
     write: Writer,
     /// Batched session lookups (PostgreSQL).
     session_reads: Option<session_reads::SessionReads>,
+    /// Batched /login-2fa writes (PostgreSQL).
+    login_writes: Option<login_write::LoginWrites>,
 }
 
 /// Where reads run: PostgreSQL's pool, or SQLite's readers.
@@ -150,14 +152,11 @@ impl Db {
         self.write.transact(Box::new(work)).await
     }
 
-    /// Where a write made of one statement (its own transaction) runs when
-    /// that saves round trips: PostgreSQL's pool. `None` on SQLite, whose
+    /// The batched writes of /login-2fa's accepted TOTP codes, where that
+    /// saves round trips and commits: PostgreSQL's. `None` on SQLite, whose
     /// writes share the writer's group commits.
-    pub fn one_statement_writes(&self) -> Option<sql::Ex<'_>> {
-        match &self.read {
-            Reader::Any(pool) => Some(sql::Ex::AnyPool(pool)),
-            Reader::Lite(_) => None,
-        }
+    pub fn login_writes(&self) -> Option<&login_write::LoginWrites> {
+        self.login_writes.as_ref()
     }
 
     /// The batched session lookups: PostgreSQL's; `None` on SQLite, whose
@@ -207,6 +206,7 @@ async fn connect_sqlite(path: &Path, settings: PoolSettings) -> anyhow::Result<D
         read: Reader::Lite(Arc::new(LitePool::new(path))),
         write: Writer::Group(group),
         session_reads: None,
+        login_writes: None,
     })
 }
 
@@ -263,14 +263,15 @@ async fn connect_postgres(url: &str, settings: PoolSettings) -> anyhow::Result<D
         .await
         .context("applying PostgreSQL migrations")?;
     // Statements outside a transaction (each request's reads, and
-    // /login-2fa's write, which holds its connection through the commit's
-    // fsync) use three quarters of the connections at most, parked between
+    // /login-2fa's batched writes, which hold their connection through the
+    // commit's fsync) use three quarters of the connections at most, parked between
     // statements; the rest, at least one, are always free for transactions.
     let max = settings.max_connections as usize;
     let parked = (max * 3 / 4).min(max - 1);
     let statements = StatementPool::new(pool.clone(), parked, settings.acquire_timeout);
     Ok(Db {
         session_reads: Some(session_reads::SessionReads::start(statements.clone())),
+        login_writes: Some(login_write::LoginWrites::start(statements.clone())),
         read: Reader::Any(statements),
         write: Writer::Pool(pool),
     })

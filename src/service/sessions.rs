@@ -7,7 +7,7 @@ use super::{Client, Services, Subject};
 use crate::auth::crypto::fill_random;
 use crate::auth::tokens::{self, TokenKey};
 use crate::db::challenges;
-use crate::db::login_write::{self, TotpLogin};
+use crate::db::login_write::TotpLogin;
 use crate::db::sessions::{self, NewSession};
 use crate::http::Error;
 
@@ -108,8 +108,9 @@ impl Services {
         })
     }
 
-    /// /login-2fa's whole write for an accepted TOTP code as one statement,
-    /// where that saves round trips ([`login_write`], PostgreSQL):
+    /// /login-2fa's whole write for an accepted TOTP code as one row of a
+    /// batched statement, where that saves round trips and commits
+    /// ([`crate::db::login_write`], PostgreSQL):
     /// `Ok(Ok(..))` once committed. `Ok(Err(prepared))` gives the session
     /// back, nothing written, when the general path must run instead: on
     /// SQLite, for anything but a fresh TOTP code, or after a race (the
@@ -124,7 +125,7 @@ impl Services {
         client: &Client,
     ) -> Result<Result<(Accepted, IssuedToken), PreparedSession>, Error> {
         let (
-            Some(ex),
+            Some(writes),
             Some(Verified::Totp {
                 credential_id,
                 step,
@@ -132,7 +133,7 @@ impl Services {
                 offset_seconds,
                 confirms,
             }),
-        ) = (self.db.one_statement_writes(), checked.verified)
+        ) = (self.db.login_writes(), checked.verified)
         else {
             return Ok(Err(prepared));
         };
@@ -156,7 +157,7 @@ impl Services {
             challenge,
             session: &session,
         };
-        if !login_write::write(ex, &login).await? {
+        if !writes.write(&login).await? {
             return Ok(Err(prepared));
         }
         let accepted = Accepted {

@@ -20,6 +20,7 @@ mod health;
 mod lockout;
 mod login;
 mod login_2fa;
+mod login_batch;
 mod migrations;
 mod multi_instance;
 mod observability;

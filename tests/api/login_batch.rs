@@ -1,0 +1,155 @@
+//! Many /login-2fa successes at once: on PostgreSQL the accepted codes
+//! waiting together are written in one statement and one commit
+//! (`src/db/login_write.rs`), each login in a subtransaction of its own;
+//! every login must still get its own session, and a replay inside a batch
+//! must be refused alone.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use twofactor::auth::tokens;
+use twofactor::db::credentials;
+use twofactor::db::login_write::TotpLogin;
+use twofactor::db::sessions::NewSession;
+
+use super::helpers::{PASSWORD, open_db, spawn_app, spawn_app_with};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_logins_of_many_accounts_each_get_their_own_session_and_replays_are_refused() {
+    const USERS: usize = 40;
+    let Some(app) = spawn_app_with(&["--lockout-threshold", "100"]).await else {
+        return;
+    };
+    let mut asks = Vec::new();
+    for n in 0..USERS {
+        let name = format!("user{n}");
+        let e = app.signup_mfa(&name, PASSWORD).await;
+        asks.push((
+            name.clone(),
+            e.secret.clone(),
+            app.mfa_token(&name, PASSWORD).await,
+        ));
+        // Every fifth account tries its code twice, with two mfa_tokens.
+        if n % 5 == 0 {
+            asks.push((name.clone(), e.secret, app.mfa_token(&name, PASSWORD).await));
+        }
+    }
+    app.align_to_step_start();
+    let mut tasks = JoinSet::new();
+    for (name, secret, mfa) in &asks {
+        let request = app.client.post(app.url("/login-2fa")).json(&json!({
+            "username": name, "token": app.code_now(secret), "mfa_token": mfa,
+        }));
+        let name = name.clone();
+        tasks.spawn(async move {
+            let resp = request.send().await.expect("the request is answered");
+            let status = resp.status();
+            let body: Value = resp.json().await.expect("a JSON body");
+            (name, status, body)
+        });
+    }
+    let mut sessions = std::collections::HashMap::new();
+    while let Some(done) = tasks.join_next().await {
+        let (name, status, body) = done.expect("the task ends");
+        match status {
+            StatusCode::OK => {
+                let token = body["token"].as_str().expect("a token").to_owned();
+                let earlier = sessions.insert(name.clone(), token);
+                assert!(earlier.is_none(), "{name}'s code was accepted twice");
+            }
+            StatusCode::UNAUTHORIZED => assert_eq!(body["code"], "invalid_otp", "{body}"),
+            other => panic!("{name}: unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(sessions.len(), USERS, "every account logs in once");
+    for (name, token) in &sessions {
+        let me: Value = app.me(token).await.json().await.expect("a JSON body");
+        assert_eq!(me["username"], name.as_str(), "someone else's session");
+    }
+}
+
+/// The batched write itself, on PostgreSQL: logins submitted together (in
+/// batches whose sizes are padded to a power of two) are each written or,
+/// for a step already used, refused with nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_writes_each_login_and_refuses_a_used_step_alone() {
+    let Some(app) = spawn_app().await else { return };
+    let db = open_db(&app.database_url).await;
+    let Some(writes) = db.login_writes().cloned() else {
+        return; // SQLite: its writer's group commit, tested in group_commit.rs
+    };
+    app.align_to_step_start();
+    let now = app.clock.now();
+    let step = now / i64::try_from(app.totp_params().period).unwrap();
+    // Six accounts, and one of them twice: seven logins, so whatever way
+    // they are split into batches, one is padded.
+    let mut logins = Vec::new();
+    for n in 0..6 {
+        let name = format!("user{n}");
+        app.signup_mfa(&name, PASSWORD).await;
+        for _ in 0..if n == 0 { 2 } else { 1 } {
+            let mfa = app.mfa_token(&name, PASSWORD).await;
+            let challenge = tokens::parse(&mfa).expect("an mfa_token");
+            let (user_id, counting) =
+                credentials::counting_for_challenge(db.reader(), challenge.key(), &name, now)
+                    .await
+                    .expect("the read")
+                    .expect("a challenge and a device");
+            let device = &counting.devices[0];
+            logins.push((
+                name.clone(),
+                user_id,
+                device.id,
+                device.confirmed_at,
+                challenge,
+            ));
+        }
+    }
+    let mut tasks = JoinSet::new();
+    for (i, (name, user_id, device, confirmed_at, challenge)) in logins.into_iter().enumerate() {
+        let writes = writes.clone();
+        tasks.spawn(async move {
+            let issued = tokens::issue();
+            let public_id = format!("batch-test-{i}");
+            let session = NewSession {
+                key: &issued.key,
+                public_id: &public_id,
+                user_id,
+                now,
+                expires_at: now + 3600,
+                client_addr: None,
+                user_agent: Some("login_batch test"),
+            };
+            let login = TotpLogin {
+                credential_id: device,
+                step,
+                drift_steps: 0,
+                confirm: confirmed_at.is_none(),
+                now,
+                subject: &name,
+                challenge: &challenge,
+                session: &session,
+            };
+            let written = writes.write(&login).await.expect("the batch is answered");
+            (name, written, issued.token)
+        });
+    }
+    let mut written = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (name, ok, token) = done.expect("the task ends");
+        if ok {
+            let me: Value = app.me(&token).await.json().await.expect("a JSON body");
+            assert_eq!(me["username"], name.as_str(), "the session is {name}'s");
+            written.push(name);
+        } else {
+            let resp = app.me(&token).await;
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "nothing written");
+        }
+    }
+    written.sort();
+    let expected: Vec<String> = (0..6).map(|n| format!("user{n}")).collect();
+    assert_eq!(
+        written, expected,
+        "one login per account, user0's second refused"
+    );
+}

@@ -223,37 +223,93 @@ pub async fn counting_for_user<'e>(
     })
 }
 
+/// /login-2fa's whole read, with the challenge's key, the username it was
+/// issued for, now and the lockout's factor given as the four SQL
+/// expressions: the account's devices that count, with its unused recovery
+/// codes and its lock in columns 15 and 16.
+macro_rules! for_challenge {
+    ($key:literal, $username:literal, $now:literal, $factor:literal) => {
+        concat!(
+            column_list!(),
+            ", (SELECT COUNT(*) FROM recovery_codes r \
+                WHERE r.user_id = totp_credentials.user_id AND r.used_at IS NULL), \
+               (SELECT t.locked_until FROM throttles t \
+                WHERE t.subject = ",
+            $username,
+            " AND t.factor = ",
+            $factor,
+            ") \
+             FROM totp_credentials WHERE user_id = \
+               (SELECT ch.user_id FROM mfa_challenges ch \
+                WHERE ch.token_hash = ",
+            $key,
+            " AND ch.expires_at > ",
+            $now,
+            " AND ch.username_key = ",
+            $username,
+            ") \
+             AND ",
+            counts!(),
+            " ORDER BY id"
+        )
+    };
+}
+
+/// [`for_challenge`] for many challenges in one statement: the text before
+/// and after rows of `VALUES (index, key, username, now, factor)`, each
+/// joined to its read, with the index in the last column (column 17; see
+/// [`super::challenge_reads`]).
+pub const FOR_CHALLENGES: [&str; 2] = [
+    "SELECT c.*, k.i FROM (VALUES ",
+    concat!(
+        ") AS k(i, h, u, now, f) CROSS JOIN LATERAL (",
+        for_challenge!("k.h", "k.u", "k.now", "k.f"),
+        ") AS c ORDER BY k.i, c.id"
+    ),
+];
+
 /// [`counting_for_user`] for the user of an unexpired MFA challenge stored
 /// under `challenge_key` and issued for `username_key` (which is also the
 /// lockout's subject), in one statement: /login-2fa's whole read. Returns
 /// the user and what was counted; `None` when no row came back, which is
 /// either no such challenge or no device that counts (MFA switched off
-/// since /login): the caller then reads the two apart.
+/// since /login): the caller then reads the two apart. On PostgreSQL see
+/// [`find_counting_for_challenge`], which batches it.
 pub async fn counting_for_challenge<'e>(
     ex: impl Executor<'e>,
     challenge_key: &[u8],
     username_key: &str,
     now: i64,
 ) -> Result<Option<(i64, Counting)>, sqlx::Error> {
-    let rows = query(concat!(
-        column_list!(),
-        ", (SELECT COUNT(*) FROM recovery_codes r \
-            WHERE r.user_id = totp_credentials.user_id AND r.used_at IS NULL), \
-           (SELECT t.locked_until FROM throttles t \
-            WHERE t.subject = $2 AND t.factor = $4) \
-         FROM totp_credentials WHERE user_id = \
-           (SELECT ch.user_id FROM mfa_challenges ch \
-            WHERE ch.token_hash = $1 AND ch.expires_at > $3 AND ch.username_key = $2) \
-         AND ",
-        counts!(),
-        " ORDER BY id"
-    ))
-    .bind(challenge_key)
-    .bind(username_key)
-    .bind(now)
-    .bind(Factor::SecondFactor.as_str())
-    .fetch_all(ex)
-    .await?;
+    let rows = query(for_challenge!("$1", "$2", "$3", "$4"))
+        .bind(challenge_key)
+        .bind(username_key)
+        .bind(now)
+        .bind(Factor::SecondFactor.as_str())
+        .fetch_all(ex)
+        .await?;
+    counted(&rows)
+}
+
+/// [`counting_for_challenge`] outside a transaction; on PostgreSQL through
+/// the batched reads ([`super::challenge_reads`]).
+pub async fn find_counting_for_challenge(
+    db: &super::Db,
+    challenge_key: &[u8],
+    username_key: &str,
+    now: i64,
+) -> Result<Option<(i64, Counting)>, sqlx::Error> {
+    match db.challenge_reads() {
+        Some(batched) => {
+            super::challenge_reads::find(batched, challenge_key, username_key, now).await
+        }
+        None => counting_for_challenge(db.reader(), challenge_key, username_key, now).await,
+    }
+}
+
+/// The user and what was counted, from [`for_challenge`]'s rows (one per
+/// device); `None` for no rows.
+pub fn counted(rows: &[Row]) -> Result<Option<(i64, Counting)>, sqlx::Error> {
     let Some(first) = rows.first() else {
         return Ok(None);
     };

@@ -6,6 +6,8 @@
 
 pub mod admin;
 pub mod audit;
+pub mod batch;
+pub mod challenge_reads;
 pub mod challenges;
 pub mod checkpoint;
 pub mod credentials;
@@ -94,6 +96,8 @@ pub struct Db {
     write: Writer,
     /// Batched session lookups (PostgreSQL).
     session_reads: Option<session_reads::SessionReads>,
+    /// Batched /login-2fa reads (PostgreSQL).
+    challenge_reads: Option<challenge_reads::ChallengeReads>,
     /// Batched /login-2fa writes (PostgreSQL).
     login_writes: Option<login_write::LoginWrites>,
 }
@@ -165,6 +169,11 @@ impl Db {
         self.session_reads.as_ref()
     }
 
+    /// The batched reads of /login-2fa: PostgreSQL's; `None` on SQLite.
+    pub fn challenge_reads(&self) -> Option<&challenge_reads::ChallengeReads> {
+        self.challenge_reads.as_ref()
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sql::query("SELECT 1").execute(&self.read).await.map(|_| ())
@@ -206,6 +215,7 @@ async fn connect_sqlite(path: &Path, settings: PoolSettings) -> anyhow::Result<D
         read: Reader::Lite(Arc::new(LitePool::new(path))),
         write: Writer::Group(group),
         session_reads: None,
+        challenge_reads: None,
         login_writes: None,
     })
 }
@@ -270,8 +280,9 @@ async fn connect_postgres(url: &str, settings: PoolSettings) -> anyhow::Result<D
     let parked = (max * 3 / 4).min(max - 1);
     let statements = StatementPool::new(pool.clone(), parked, settings.acquire_timeout);
     Ok(Db {
-        session_reads: Some(session_reads::SessionReads::start(statements.clone())),
-        login_writes: Some(login_write::LoginWrites::start(statements.clone())),
+        session_reads: Some(session_reads::start(statements.clone())),
+        challenge_reads: Some(challenge_reads::start(statements.clone())),
+        login_writes: Some(login_write::start(statements.clone())),
         read: Reader::Any(statements),
         write: Writer::Pool(pool),
     })

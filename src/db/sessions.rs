@@ -142,7 +142,7 @@ pub async fn find_live(
         return find(db.reader(), token, now).await;
     };
     // The legacy key only when the current one finds nothing (see tokens).
-    match batched.find(token.key(), now).await? {
+    match super::session_reads::find(batched, token.key(), now).await? {
         None => find_by_key(db.reader().into_ex(), token.legacy(), now).await,
         found => Ok(found),
     }

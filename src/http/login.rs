@@ -198,7 +198,8 @@ async fn login(
 
 /// Finds the challenge's user and checks `token` against that account's
 /// second factor: one statement when the challenge and a device are found
-/// ([`credentials::counting_for_challenge`]), else the challenge and the
+/// ([`credentials::find_counting_for_challenge`], batched on PostgreSQL),
+/// else the challenge and the
 /// account read apart, to tell a bad `mfa_token` from MFA switched off
 /// since /login (the challenge is moot then too, unless a lock says 429).
 async fn read_second_factor(
@@ -214,7 +215,8 @@ async fn read_second_factor(
     };
     let reader = app.db.reader();
     if let Some((user_id, counting)) =
-        credentials::counting_for_challenge(reader, challenge.key(), username_key, now).await?
+        credentials::find_counting_for_challenge(&app.db, challenge.key(), username_key, now)
+            .await?
     {
         let checked = app
             .check_counted(

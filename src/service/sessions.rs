@@ -7,7 +7,7 @@ use super::{Client, Services, Subject};
 use crate::auth::crypto::fill_random;
 use crate::auth::tokens::{self, TokenKey};
 use crate::db::challenges;
-use crate::db::login_write::TotpLogin;
+use crate::db::login_write::{self, TotpLogin};
 use crate::db::sessions::{self, NewSession};
 use crate::http::Error;
 
@@ -110,7 +110,7 @@ impl Services {
 
     /// /login-2fa's whole write for an accepted TOTP code as one row of a
     /// batched statement, where that saves round trips and commits
-    /// ([`crate::db::login_write`], PostgreSQL):
+    /// ([`login_write`], PostgreSQL):
     /// `Ok(Ok(..))` once committed. `Ok(Err(prepared))` gives the session
     /// back, nothing written, when the general path must run instead: on
     /// SQLite, for anything but a fresh TOTP code, or after a race (the
@@ -157,7 +157,7 @@ impl Services {
             challenge,
             session: &session,
         };
-        if !writes.write(&login).await? {
+        if !login_write::write(writes, &login).await? {
             return Ok(Err(prepared));
         }
         let accepted = Accepted {

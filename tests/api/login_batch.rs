@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use twofactor::auth::tokens;
 use twofactor::db::credentials;
-use twofactor::db::login_write::TotpLogin;
+use twofactor::db::login_write::{self, TotpLogin};
 use twofactor::db::sessions::NewSession;
 
 use super::helpers::{PASSWORD, open_db, spawn_app, spawn_app_with};
@@ -130,7 +130,9 @@ async fn a_batch_writes_each_login_and_refuses_a_used_step_alone() {
                 challenge: &challenge,
                 session: &session,
             };
-            let written = writes.write(&login).await.expect("the batch is answered");
+            let written = login_write::write(&writes, &login)
+                .await
+                .expect("the batch is answered");
             (name, written, issued.token)
         });
     }

@@ -1,0 +1,172 @@
+//! Statements batched across requests, on PostgreSQL: the requests that
+//! arrive while a batch is in flight go to the database together, in one
+//! statement, as the SQLite writer shares one commit among the
+//! transactions queued behind it.
+//!
+//! On PostgreSQL every statement is a round trip and a wake-up of a
+//! backend and of the server; for a request that reads one row that is
+//! most of its cost (BENCHMARKS.md, sessions 15 and 17). There is no
+//! timer: a batch is whatever is waiting when a worker is free, so a lone
+//! request goes at once. Each request is a row of `VALUES`, with its index
+//! in the batch, and each answer row carries that index back, so no key
+//! is compared outside the database. A batch is padded up to a power of
+//! two so that a connection caches few statements.
+
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::parked::StatementPool;
+use super::writer::BoxFuture;
+
+/// Workers per kind of statement, each with at most one in flight.
+const WORKERS: usize = 2;
+
+/// One kind of batched statement.
+pub trait Statement: Send + Sync + 'static {
+    /// What a request asks.
+    type Item: Send + 'static;
+    /// What it is answered.
+    type Answer: Send + 'static;
+    /// Most requests in one statement (a power of two).
+    const MAX: usize;
+
+    /// Runs `items` (at most [`Self::MAX`]) as one statement and answers
+    /// each, in their order.
+    fn run<'a>(
+        &'a self,
+        pool: &'a StatementPool,
+        items: &'a [Self::Item],
+    ) -> BoxFuture<'a, Result<Vec<Self::Answer>, sqlx::Error>>;
+}
+
+type Queued<S> = (
+    <S as Statement>::Item,
+    oneshot::Sender<Result<<S as Statement>::Answer, sqlx::Error>>,
+);
+
+/// The way into a statement's workers; cheap to clone.
+pub struct Batcher<S: Statement> {
+    queue: mpsc::Sender<Queued<S>>,
+}
+
+impl<S: Statement> Clone for Batcher<S> {
+    fn clone(&self) -> Self {
+        Batcher {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<S: Statement> std::fmt::Debug for Batcher<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").finish_non_exhaustive()
+    }
+}
+
+impl<S: Statement> Batcher<S> {
+    /// Starts the workers on the current tokio runtime; they stop when the
+    /// last handle is dropped.
+    pub fn start(statement: S, pool: StatementPool) -> Batcher<S> {
+        let (queue, rx) = mpsc::channel(4 * S::MAX);
+        let rx = Arc::new(Mutex::new(rx));
+        let statement = Arc::new(statement);
+        for _ in 0..WORKERS {
+            tokio::spawn(work(Arc::clone(&statement), pool.clone(), Arc::clone(&rx)));
+        }
+        Batcher { queue }
+    }
+
+    /// Asks `item` in the next batch and waits for its answer.
+    pub async fn ask(&self, item: S::Item) -> Result<S::Answer, sqlx::Error> {
+        let (answer, answered) = oneshot::channel();
+        self.queue
+            .send((item, answer))
+            .await
+            .map_err(|_| sqlx::Error::WorkerCrashed)?;
+        answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
+}
+
+async fn work<S: Statement>(
+    statement: Arc<S>,
+    pool: StatementPool,
+    rx: Arc<Mutex<mpsc::Receiver<Queued<S>>>>,
+) {
+    loop {
+        let (items, answers): (Vec<_>, Vec<_>) = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut batch = vec![first];
+            while batch.len() < S::MAX {
+                match rx.try_recv() {
+                    Ok(queued) => batch.push(queued),
+                    Err(_) => break,
+                }
+            }
+            batch.into_iter().unzip()
+        };
+        let result = statement.run(&pool, &items).await;
+        match result {
+            Ok(found) if found.len() == answers.len() => {
+                for (answer, found) in answers.into_iter().zip(found) {
+                    // The request may be gone; nothing to do then.
+                    let _ = answer.send(Ok(found));
+                }
+            }
+            Ok(_) => fail(
+                answers,
+                &sqlx::Error::Protocol("a batch lost an answer".into()),
+            ),
+            Err(e) => fail(answers, &e),
+        }
+    }
+}
+
+/// Gives each request of a failed batch an error of its own (sqlx's errors
+/// are not `Clone`): the database being unreachable stays a 503, anything
+/// else is a 500, its cause logged once here.
+fn fail<A>(answers: Vec<oneshot::Sender<Result<A, sqlx::Error>>>, e: &sqlx::Error) {
+    let unavailable = super::is_unavailable(e);
+    if !unavailable {
+        tracing::error!(error = %e, requests = answers.len(), "a batched statement failed");
+    }
+    for answer in answers {
+        let e = if unavailable {
+            sqlx::Error::PoolTimedOut
+        } else {
+            sqlx::Error::Decode("a batched statement failed".into())
+        };
+        let _ = answer.send(Err(e));
+    }
+}
+
+/// `rows` rows of `VALUES`, each a cell per type in `types`, numbered from
+/// `$1` on: `(CAST($1 AS BIGINT), CAST($2 AS BYTEA)), (…)`.
+pub fn values(types: &[&str], rows: usize) -> String {
+    let rows: Vec<String> = (0..rows)
+        .map(|row| {
+            let cells: Vec<String> = types
+                .iter()
+                .enumerate()
+                .map(|(c, ty)| format!("CAST(${} AS {ty})", row * types.len() + c + 1))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect();
+    rows.join(", ")
+}
+
+/// One statement per padded batch size, 1, 2, 4, … `max`: `sql(rows)`.
+pub fn padded(max: usize, sql: impl Fn(usize) -> String) -> Vec<String> {
+    (0..=max.trailing_zeros())
+        .map(|p| sql(1usize << p))
+        .collect()
+}
+
+/// The statement of [`padded`]'s list for `n` requests, and how many rows
+/// of padding it needs.
+pub fn pick(statements: &[String], n: usize) -> (&str, usize) {
+    let size = n.next_power_of_two();
+    (&statements[size.trailing_zeros() as usize], size - n)
+}

@@ -20,44 +20,61 @@ async fn concurrent_logins_of_many_accounts_each_get_their_own_session_and_repla
     let Some(app) = spawn_app_with(&["--lockout-threshold", "100"]).await else {
         return;
     };
+    let mut secrets = Vec::new();
+    for n in 0..USERS {
+        secrets.push(app.signup_mfa(&format!("user{n}"), PASSWORD).await.secret);
+    }
+    // (username, the account whose code is sent, mfa_token, expected code
+    // of a refusal): every fifth account tries its code twice, with two
+    // mfa_tokens, and every seventh also sends the next account's
+    // mfa_token under its own name.
     let mut asks = Vec::new();
     for n in 0..USERS {
         let name = format!("user{n}");
-        let e = app.signup_mfa(&name, PASSWORD).await;
         asks.push((
             name.clone(),
-            e.secret.clone(),
+            n,
             app.mfa_token(&name, PASSWORD).await,
+            "invalid_otp",
         ));
-        // Every fifth account tries its code twice, with two mfa_tokens.
         if n % 5 == 0 {
-            asks.push((name.clone(), e.secret, app.mfa_token(&name, PASSWORD).await));
+            asks.push((
+                name.clone(),
+                n,
+                app.mfa_token(&name, PASSWORD).await,
+                "invalid_otp",
+            ));
+        }
+        if n % 7 == 0 {
+            let next = format!("user{}", (n + 1) % USERS);
+            let foreign = app.mfa_token(&next, PASSWORD).await;
+            asks.push((name.clone(), n, foreign, "invalid_mfa_token"));
         }
     }
     app.align_to_step_start();
     let mut tasks = JoinSet::new();
-    for (name, secret, mfa) in &asks {
+    for (name, account, mfa, refusal) in asks {
         let request = app.client.post(app.url("/login-2fa")).json(&json!({
-            "username": name, "token": app.code_now(secret), "mfa_token": mfa,
+            "username": name, "token": app.code_now(&secrets[account]), "mfa_token": mfa,
         }));
-        let name = name.clone();
         tasks.spawn(async move {
             let resp = request.send().await.expect("the request is answered");
             let status = resp.status();
             let body: Value = resp.json().await.expect("a JSON body");
-            (name, status, body)
+            (name, refusal, status, body)
         });
     }
     let mut sessions = std::collections::HashMap::new();
     while let Some(done) = tasks.join_next().await {
-        let (name, status, body) = done.expect("the task ends");
+        let (name, refusal, status, body) = done.expect("the task ends");
         match status {
             StatusCode::OK => {
+                assert_eq!(refusal, "invalid_otp", "a foreign mfa_token let {name} in");
                 let token = body["token"].as_str().expect("a token").to_owned();
                 let earlier = sessions.insert(name.clone(), token);
                 assert!(earlier.is_none(), "{name}'s code was accepted twice");
             }
-            StatusCode::UNAUTHORIZED => assert_eq!(body["code"], "invalid_otp", "{body}"),
+            StatusCode::UNAUTHORIZED => assert_eq!(body["code"], refusal, "{name}: {body}"),
             other => panic!("{name}: unexpected {other}: {body}"),
         }
     }

@@ -1,13 +1,22 @@
 //! /login-2fa's write for an accepted TOTP code on PostgreSQL, batched
 //! ([`super::batch`]): the logins waiting together go in one statement, one
-//! transaction and one commit.
+//! transaction and one commit, each a row of `VALUES`.
 //!
-//! Each login is a row of `VALUES`, passed to `login_2fa_totp_try`
-//! (migration 0009), which runs `login_2fa_totp` (migration 0008: the
-//! general path's statements in their order) in a subtransaction of its
-//! own; a login the general path would refuse is undone alone and reported
-//! as not written. On its own a login was a round trip and a commit with
-//! its WAL flush; batched, those are shared (BENCHMARKS.md, session 17).
+//! The statement does the general path's writes (`service::second_factor`'s
+//! settlement, then the challenge and the session) for the whole batch,
+//! each table once: the device's replay mark, the lockout counter, the
+//! audit rows, the challenge, the session. It takes only the logins the
+//! general path would accept, their device and challenge rows locked
+//! first, in that path's order; any other login is left out, nothing of it
+//! written, and its caller runs the general path, which gives the exact
+//! answer. On its own a login was a statement, a commit and its WAL flush,
+//! each statement of it started anew inside PostgreSQL; batched, all of
+//! those are shared (BENCHMARKS.md, session 17).
+//!
+//! A lock that starts while the statement runs (the fifth wrong code of a
+//! concurrent request) does not stop a login the statement has taken: it
+//! read no lock, and the login is ordered before that failure; the lock
+//! and its count stay.
 
 use std::sync::LazyLock;
 
@@ -18,7 +27,7 @@ use super::sql::{Arg, Ex, query};
 use super::writer::BoxFuture;
 use crate::auth::tokens::TokenKey;
 
-/// What the write stores (see [`LoginWrites::write`]).
+/// What the write stores (see [`write`]).
 pub struct TotpLogin<'a> {
     /// The device whose code was accepted.
     pub credential_id: i64,
@@ -38,28 +47,56 @@ pub struct TotpLogin<'a> {
     pub session: &'a NewSession<'a>,
 }
 
-/// Most logins in one statement. Each is a subtransaction with an xid of
-/// its own, and PostgreSQL caches 64 of those per transaction before other
-/// sessions' snapshots get slower.
+/// Most logins in one statement: with two batches in flight, 64
+/// connections make batches of about 32 at most.
 const MAX_BATCH: usize = 32;
 
-/// The types of a login's row: its index, then `login_2fa_totp_try`'s
-/// parameters.
+/// The types of a login's row: its index, then the values of
+/// [`TotpLogin`] and its session.
 const TYPES: [&str; 16] = [
     "BIGINT", "BIGINT", "BIGINT", "BIGINT", "BIGINT", "BIGINT", "TEXT", "BIGINT", "BYTEA", "BYTEA",
     "BYTEA", "TEXT", "BIGINT", "BIGINT", "TEXT", "TEXT",
 ];
 
-/// One statement per padded batch size; a padding row has index -1 and is
-/// filtered out before the function is called.
+/// One statement per padded batch size; a padding row has index -1. The
+/// logins whose device has not used this step, whose challenge is live and
+/// who are not locked out are taken, their device and challenge rows
+/// locked (a row changed meanwhile is checked again once its lock is
+/// held); then each table is written once for all of them; the indexes of
+/// those written come back.
 static BATCH_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
     batch::padded(MAX_BATCH, |rows| {
         format!(
-            "SELECT k.i, login_2fa_totp_try(k.c, k.st, k.d, k.cf, k.now, k.sub, k.u, \
-             k.ch, k.chl, k.s, k.pid, k.ca, k.ea, k.addr, k.ua) \
-             FROM (VALUES {}) \
-             AS k(i, c, st, d, cf, now, sub, u, ch, chl, s, pid, ca, ea, addr, ua) \
-             WHERE k.i >= 0",
+            "WITH k AS (SELECT * FROM (VALUES {}) \
+               AS v(i, c, st, d, cf, now, sub, u, ch, chl, s, pid, ca, ea, addr, ua) \
+               WHERE i >= 0), \
+             ok AS (SELECT k.*, h.token_hash AS spent FROM k \
+               JOIN totp_credentials cr ON cr.id = k.c \
+                 AND (cr.last_step IS NULL OR cr.last_step < k.st) \
+               JOIN mfa_challenges h ON h.token_hash = ANY (ARRAY[k.ch, k.chl]) \
+                 AND h.user_id = k.u AND h.expires_at > k.now \
+               WHERE NOT EXISTS (SELECT 1 FROM throttles t WHERE t.subject = k.sub \
+                 AND t.factor = 'second_factor' AND t.locked_until > k.now) \
+               FOR UPDATE OF cr, h), \
+             device AS (UPDATE totp_credentials cr SET last_step = ok.st, \
+               drift_steps = ok.d, last_used_at = ok.now, confirmed_at = CASE \
+                 WHEN ok.cf = 1 THEN COALESCE(cr.confirmed_at, ok.now) ELSE cr.confirmed_at END \
+               FROM ok WHERE cr.id = ok.c), \
+             throttle AS (UPDATE throttles t SET \
+               failures = CASE WHEN t.locked_until > ok.now THEN t.failures ELSE 0 END, \
+               updated_at = CASE WHEN t.locked_until > ok.now THEN t.updated_at ELSE ok.now END \
+               FROM ok WHERE t.subject = ok.sub AND t.factor = 'second_factor'), \
+             audit AS (INSERT INTO audit_events \
+               (at, username, user_id, event, detail, client_addr, user_agent) \
+               SELECT ok.now, ok.sub, ok.u, e.event, e.detail, ok.addr, ok.ua FROM ok \
+               CROSS JOIN (VALUES (0, 'second_factor.success', 'factor=totp'), \
+                 (1, 'mfa.confirmed', NULL)) AS e(n, event, detail) \
+               WHERE e.n = 0 OR ok.cf = 1 ORDER BY ok.i, e.n), \
+             spent AS (DELETE FROM mfa_challenges h USING ok WHERE h.token_hash = ok.spent), \
+             session AS (INSERT INTO sessions \
+               (token_hash, public_id, user_id, created_at, expires_at, client_addr, user_agent) \
+               SELECT ok.s, ok.pid, ok.u, ok.ca, ok.ea, ok.addr, ok.ua FROM ok) \
+             SELECT ok.i, 1 FROM ok",
             batch::values(&TYPES, rows)
         )
     })
@@ -93,9 +130,9 @@ pub fn start(pool: StatementPool) -> LoginWrites {
 
 /// Stores the login: `Ok(true)` once it is committed; `Ok(false)` when
 /// nothing of it was written, because the code was used meanwhile, a lock
-/// started, the challenge is gone, or its batch was refused as a whole (a
-/// deadlock, say): the caller then runs the general path, which gives the
-/// answer.
+/// started, the challenge is gone, another login of the same account was in
+/// the batch, or the batch was refused as a whole (a deadlock, say): the
+/// caller then runs the general path, which gives the answer.
 pub async fn write(writes: &LoginWrites, l: &TotpLogin<'_>) -> Result<bool, sqlx::Error> {
     let s = l.session;
     writes
@@ -138,7 +175,10 @@ impl Statement for WriteLogins {
             // login's index.
             let mut order: Vec<usize> = (0..items.len()).collect();
             order.sort_by_key(|&i| items[i].user_id);
-            let (sql, padding) = batch::pick(&BATCH_SQL, items.len());
+            // One login per account: a second one of the batch takes the
+            // general path once this one is committed.
+            order.dedup_by_key(|i| items[*i].user_id);
+            let (sql, padding) = batch::pick(&BATCH_SQL, order.len());
             let mut q = query(sql);
             for i in order {
                 let p = &items[i];

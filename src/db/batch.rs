@@ -19,9 +19,6 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::parked::StatementPool;
 use super::writer::BoxFuture;
 
-/// Workers per kind of statement, each with at most one in flight.
-const WORKERS: usize = 2;
-
 /// One kind of batched statement.
 pub trait Statement: Send + Sync + 'static {
     /// What a request asks.
@@ -30,6 +27,8 @@ pub trait Statement: Send + Sync + 'static {
     type Answer: Send + 'static;
     /// Most requests in one statement (a power of two).
     const MAX: usize;
+    /// Workers, each with at most one statement in flight.
+    const WORKERS: usize = 2;
 
     /// Runs `items` (at most [`Self::MAX`]) as one statement and answers
     /// each, in their order.
@@ -71,7 +70,7 @@ impl<S: Statement> Batcher<S> {
         let (queue, rx) = mpsc::channel(4 * S::MAX);
         let rx = Arc::new(Mutex::new(rx));
         let statement = Arc::new(statement);
-        for _ in 0..WORKERS {
+        for _ in 0..S::WORKERS {
             tokio::spawn(work(Arc::clone(&statement), pool.clone(), Arc::clone(&rx)));
         }
         Batcher { queue }

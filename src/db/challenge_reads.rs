@@ -13,8 +13,9 @@ use super::sql::{Ex, query};
 use super::writer::BoxFuture;
 use crate::auth::lockout::Factor;
 
-/// Most reads in one statement.
-const MAX_BATCH: usize = 32;
+/// Most reads in one statement, one batch in flight at a time, as for the
+/// write ([`super::login_write`]).
+const MAX_BATCH: usize = 64;
 
 /// The column of a row's index, after [`credentials::counted`]'s.
 const INDEX: usize = 17;
@@ -68,6 +69,7 @@ impl Statement for ReadChallenges {
     type Item = Read;
     type Answer = Option<(i64, Counting)>;
     const MAX: usize = MAX_BATCH;
+    const WORKERS: usize = 1;
 
     fn run<'a>(
         &'a self,

@@ -47,9 +47,11 @@ pub struct TotpLogin<'a> {
     pub session: &'a NewSession<'a>,
 }
 
-/// Most logins in one statement: with two batches in flight, 64
-/// connections make batches of about 32 at most.
-const MAX_BATCH: usize = 32;
+/// Most logins in one statement. With one batch in flight at a time (one
+/// worker), the logins that arrive during a batch's commit make the next
+/// one, up to the 64 connections of the benchmark; two in flight gave no
+/// more logins and a higher p99 (BENCHMARKS.md, session 17).
+const MAX_BATCH: usize = 64;
 
 /// The types of a login's row: its index, then the values of
 /// [`TotpLogin`] and its session.
@@ -162,6 +164,7 @@ impl Statement for WriteLogins {
     type Item = Pending;
     type Answer = bool;
     const MAX: usize = MAX_BATCH;
+    const WORKERS: usize = 1;
 
     fn run<'a>(
         &'a self,

@@ -105,19 +105,25 @@ async fn work<S: Statement>(
             }
             batch.into_iter().unzip()
         };
-        let result = statement.run(&pool, &items).await;
-        match result {
-            Ok(found) if found.len() == answers.len() => {
+        // On a task of its own, so that a panic fails this batch and not
+        // every batch after it.
+        let run = {
+            let (statement, pool) = (Arc::clone(&statement), pool.clone());
+            tokio::spawn(async move { statement.run(&pool, &items).await })
+        };
+        match run.await {
+            Ok(Ok(found)) if found.len() == answers.len() => {
                 for (answer, found) in answers.into_iter().zip(found) {
                     // The request may be gone; nothing to do then.
                     let _ = answer.send(Ok(found));
                 }
             }
-            Ok(_) => fail(
+            Ok(Ok(_)) => fail(
                 answers,
-                &sqlx::Error::Protocol("a batch lost an answer".into()),
+                &sqlx::Error::Decode("a batch lost an answer".into()),
             ),
-            Err(e) => fail(answers, &e),
+            Ok(Err(e)) => fail(answers, &e),
+            Err(_) => fail(answers, &sqlx::Error::Decode("a batch panicked".into())),
         }
     }
 }

@@ -5,18 +5,16 @@
 //! The statement does the general path's writes (`service::second_factor`'s
 //! settlement, then the challenge and the session) for the whole batch,
 //! each table once: the device's replay mark, the lockout counter, the
-//! audit rows, the challenge, the session. It takes only the logins the
-//! general path would accept, their device and challenge rows locked
-//! first, in that path's order; any other login is left out, nothing of it
-//! written, and its caller runs the general path, which gives the exact
+//! audit rows, the challenge, the session, each account's rows locked in
+//! that path's order. It writes only the logins that path would accept;
+//! any other login is left out, nothing of it written but the counter's
+//! reset (the general path rolls that back too, but only a concurrent
+//! success of the same account, which resets it anyway, or a challenge
+//! expiring in the milliseconds since the read, can leave a login out
+//! after it), and its caller runs the general path, which gives the exact
 //! answer. On its own a login was a statement, a commit and its WAL flush,
 //! each statement of it started anew inside PostgreSQL; batched, all of
 //! those are shared (BENCHMARKS.md, session 17).
-//!
-//! A lock that starts while the statement runs (the fifth wrong code of a
-//! concurrent request) does not stop a login the statement has taken: it
-//! read no lock, and the login is ordered before that failure; the lock
-//! and its count stay.
 
 use std::sync::LazyLock;
 
@@ -60,45 +58,52 @@ const TYPES: [&str; 16] = [
     "BYTEA", "TEXT", "BIGINT", "BIGINT", "TEXT", "TEXT",
 ];
 
-/// One statement per padded batch size; a padding row has index -1. The
-/// logins whose device has not used this step, whose challenge is live and
-/// who are not locked out are taken, their device and challenge rows
-/// locked (a row changed meanwhile is checked again once its lock is
-/// held); then each table is written once for all of them; the indexes of
-/// those written come back.
+/// One statement per padded batch size; a padding row has index -1. Each
+/// step feeds the next, so the rows of an account are locked in the
+/// general path's order (device, lockout counter, challenge) and a row
+/// changed meanwhile is checked again once its lock is held:
+/// - `fresh`: the logins whose device has not used this step; the devices
+///   locked, in the order of the accounts' ids;
+/// - `throttle`: their lockout counters cleared unless locked (as
+///   `throttle::clear`), returning each counter's lock;
+/// - `open`: those not locked out;
+/// - `spent`: their challenges, if still live, deleted;
+/// - then, for the logins whose challenge was spent, the device's replay
+///   mark, the audit rows and the session; the indexes of those logins
+///   come back.
 static BATCH_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
     batch::padded(MAX_BATCH, |rows| {
         format!(
             "WITH k AS (SELECT * FROM (VALUES {}) \
                AS v(i, c, st, d, cf, now, sub, u, ch, chl, s, pid, ca, ea, addr, ua) \
                WHERE i >= 0), \
-             ok AS (SELECT k.*, h.token_hash AS spent FROM k \
-               JOIN totp_credentials cr ON cr.id = k.c \
-                 AND (cr.last_step IS NULL OR cr.last_step < k.st) \
-               JOIN mfa_challenges h ON h.token_hash = ANY (ARRAY[k.ch, k.chl]) \
-                 AND h.user_id = k.u AND h.expires_at > k.now \
-               WHERE NOT EXISTS (SELECT 1 FROM throttles t WHERE t.subject = k.sub \
-                 AND t.factor = 'second_factor' AND t.locked_until > k.now) \
-               FOR UPDATE OF cr, h), \
-             device AS (UPDATE totp_credentials cr SET last_step = ok.st, \
-               drift_steps = ok.d, last_used_at = ok.now, confirmed_at = CASE \
-                 WHEN ok.cf = 1 THEN COALESCE(cr.confirmed_at, ok.now) ELSE cr.confirmed_at END \
-               FROM ok WHERE cr.id = ok.c), \
+             fresh AS (SELECT k.* FROM k JOIN totp_credentials cr ON cr.id = k.c \
+               AND (cr.last_step IS NULL OR cr.last_step < k.st) \
+               ORDER BY k.u FOR UPDATE OF cr), \
              throttle AS (UPDATE throttles t SET \
-               failures = CASE WHEN t.locked_until > ok.now THEN t.failures ELSE 0 END, \
-               updated_at = CASE WHEN t.locked_until > ok.now THEN t.updated_at ELSE ok.now END \
-               FROM ok WHERE t.subject = ok.sub AND t.factor = 'second_factor'), \
+               failures = CASE WHEN t.locked_until > f.now THEN t.failures ELSE 0 END, \
+               updated_at = CASE WHEN t.locked_until > f.now THEN t.updated_at ELSE f.now END \
+               FROM fresh f WHERE t.subject = f.sub AND t.factor = 'second_factor' \
+               RETURNING t.subject, t.locked_until), \
+             open AS (SELECT f.* FROM fresh f WHERE NOT EXISTS (SELECT 1 FROM throttle t \
+               WHERE t.subject = f.sub AND t.locked_until > f.now)), \
+             spent AS (DELETE FROM mfa_challenges h USING open o \
+               WHERE h.token_hash = ANY (ARRAY[o.ch, o.chl]) AND h.user_id = o.u \
+               AND h.expires_at > o.now RETURNING o.*), \
+             device AS (UPDATE totp_credentials cr SET last_step = s.st, \
+               drift_steps = s.d, last_used_at = s.now, confirmed_at = CASE \
+                 WHEN s.cf = 1 THEN COALESCE(cr.confirmed_at, s.now) ELSE cr.confirmed_at END \
+               FROM spent s WHERE cr.id = s.c), \
              audit AS (INSERT INTO audit_events \
                (at, username, user_id, event, detail, client_addr, user_agent) \
-               SELECT ok.now, ok.sub, ok.u, e.event, e.detail, ok.addr, ok.ua FROM ok \
+               SELECT s.now, s.sub, s.u, e.event, e.detail, s.addr, s.ua FROM spent s \
                CROSS JOIN (VALUES (0, 'second_factor.success', 'factor=totp'), \
                  (1, 'mfa.confirmed', NULL)) AS e(n, event, detail) \
-               WHERE e.n = 0 OR ok.cf = 1 ORDER BY ok.i, e.n), \
-             spent AS (DELETE FROM mfa_challenges h USING ok WHERE h.token_hash = ok.spent), \
+               WHERE e.n = 0 OR s.cf = 1 ORDER BY s.i, e.n), \
              session AS (INSERT INTO sessions \
                (token_hash, public_id, user_id, created_at, expires_at, client_addr, user_agent) \
-               SELECT ok.s, ok.pid, ok.u, ok.ca, ok.ea, ok.addr, ok.ua FROM ok) \
-             SELECT ok.i, 1 FROM ok",
+               SELECT s.s, s.pid, s.u, s.ca, s.ea, s.addr, s.ua FROM spent s) \
+             SELECT s.i, 1 FROM spent s",
             batch::values(&TYPES, rows)
         )
     })
@@ -172,10 +177,8 @@ impl Statement for WriteLogins {
         items: &'a [Pending],
     ) -> BoxFuture<'a, Result<Vec<bool>, sqlx::Error>> {
         Box::pin(async move {
-            // Every batch takes its accounts' rows in the order of their
-            // ids, so two batches in flight that share accounts wait for
-            // each other instead of deadlocking; each row keeps its
-            // login's index.
+            // Rows in the order of the accounts' ids (as the statement
+            // locks them), each keeping its login's index.
             let mut order: Vec<usize> = (0..items.len()).collect();
             order.sort_by_key(|&i| items[i].user_id);
             // One login per account: a second one of the batch takes the

@@ -1,8 +1,8 @@
 //! Many /login-2fa successes at once: on PostgreSQL the accepted codes
 //! waiting together are written in one statement and one commit
-//! (`src/db/login_write.rs`), each login in a subtransaction of its own;
-//! every login must still get its own session, and a replay inside a batch
-//! must be refused alone.
+//! (`src/db/login_write.rs`); every login must still get its own session,
+//! and a replay or a foreign `mfa_token` inside a batch must be refused
+//! alone.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -12,7 +12,7 @@ use twofactor::db::credentials;
 use twofactor::db::login_write::{self, TotpLogin};
 use twofactor::db::sessions::NewSession;
 
-use super::helpers::{PASSWORD, open_db, spawn_app, spawn_app_with};
+use super::helpers::{PASSWORD, open_db, spawn_app, spawn_app_with, wrong_code};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_logins_of_many_accounts_each_get_their_own_session_and_replays_are_refused() {
@@ -89,7 +89,7 @@ async fn concurrent_logins_of_many_accounts_each_get_their_own_session_and_repla
 /// batches whose sizes are padded to a power of two) are each written or,
 /// for a step already used, refused with nothing written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_batch_writes_each_login_and_refuses_a_used_step_alone() {
+async fn a_batch_writes_each_login_and_refuses_a_used_step_or_a_lockout_alone() {
     let Some(app) = spawn_app().await else { return };
     let db = open_db(&app.database_url).await;
     let Some(writes) = db.login_writes().cloned() else {
@@ -98,17 +98,30 @@ async fn a_batch_writes_each_login_and_refuses_a_used_step_alone() {
     app.align_to_step_start();
     let now = app.clock.now();
     let step = now / i64::try_from(app.totp_params().period).unwrap();
-    // Six accounts, and one of them twice: seven logins, so whatever way
-    // they are split into batches, one is padded.
+    // Six accounts, and one of them twice; then one whose code of this
+    // step was used already, and one locked out after five wrong codes:
+    // nine logins, so whatever way they are split into batches, one is
+    // padded.
+    let mut names: Vec<String> = (0..6).map(|n| format!("user{n}")).collect();
+    for name in &names {
+        app.signup_mfa(name, PASSWORD).await;
+    }
+    let used = app.signup_mfa("used", PASSWORD).await;
+    app.full_login("used", PASSWORD, &used.secret).await;
+    let locked = app.signup_mfa("locked", PASSWORD).await;
+    let mfa = app.mfa_token("locked", PASSWORD).await;
+    for _ in 0..5 {
+        let wrong = wrong_code(&app, &locked.secret);
+        app.login_2fa("locked", &wrong, &mfa).await;
+    }
+    names.extend(["used".to_owned(), "locked".to_owned()]);
     let mut logins = Vec::new();
-    for n in 0..6 {
-        let name = format!("user{n}");
-        app.signup_mfa(&name, PASSWORD).await;
+    for (n, name) in names.iter().enumerate() {
         for _ in 0..if n == 0 { 2 } else { 1 } {
-            let mfa = app.mfa_token(&name, PASSWORD).await;
+            let mfa = app.mfa_token(name, PASSWORD).await;
             let challenge = tokens::parse(&mfa).expect("an mfa_token");
             let (user_id, counting) =
-                credentials::counting_for_challenge(db.reader(), challenge.key(), &name, now)
+                credentials::counting_for_challenge(db.reader(), challenge.key(), name, now)
                     .await
                     .expect("the read")
                     .expect("a challenge and a device");
@@ -169,6 +182,6 @@ async fn a_batch_writes_each_login_and_refuses_a_used_step_alone() {
     let expected: Vec<String> = (0..6).map(|n| format!("user{n}")).collect();
     assert_eq!(
         written, expected,
-        "one login per account, user0's second refused"
+        "one login per account; user0's second, the used step and the lockout refused"
     );
 }

@@ -7,12 +7,12 @@
 //! each table once: the device's replay mark, the lockout counter, the
 //! audit rows, the challenge, the session, each account's rows locked in
 //! that path's order. It writes only the logins that path would accept;
-//! any other login is left out, nothing of it written but the counter's
-//! reset (the general path rolls that back too, but only a concurrent
-//! success of the same account, which resets it anyway, or a challenge
-//! expiring in the milliseconds since the read, can leave a login out
-//! after it), and its caller runs the general path, which gives the exact
-//! answer. On its own a login was a statement, a commit and its WAL flush,
+//! any other login is left out and its caller runs the general path, which
+//! gives the exact answer. Nothing of a login left out is written, except
+//! its lockout counter's reset when its challenge was gone by then (the
+//! general path would roll that back); only a concurrent success of the
+//! same account, which resets the counter anyway, or a challenge expiring
+//! in the milliseconds since the read, can do that. On its own a login was a statement, a commit and its WAL flush,
 //! each statement of it started anew inside PostgreSQL; batched, all of
 //! those are shared (BENCHMARKS.md, session 17).
 
@@ -103,7 +103,7 @@ static BATCH_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
              session AS (INSERT INTO sessions \
                (token_hash, public_id, user_id, created_at, expires_at, client_addr, user_agent) \
                SELECT s.s, s.pid, s.u, s.ca, s.ea, s.addr, s.ua FROM spent s) \
-             SELECT s.i, 1 FROM spent s",
+             SELECT s.i FROM spent s",
             batch::values(&TYPES, rows)
         )
     })
@@ -225,11 +225,12 @@ impl Statement for WriteLogins {
                 }
                 Err(e) => return Err(e),
             };
+            // A row for each login written, none for those left out.
             let mut written = vec![false; items.len()];
             for row in &rows {
                 let i: i64 = row.try_get(0)?;
                 if let Some(slot) = usize::try_from(i).ok().and_then(|i| written.get_mut(i)) {
-                    *slot = row.try_get::<i64>(1)? == 1;
+                    *slot = true;
                 }
             }
             Ok(written)

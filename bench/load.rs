@@ -25,6 +25,10 @@ pub struct Report {
     /// CPU seconds the server used meanwhile (filled in by the caller).
     #[serde(skip)]
     pub server_cpu: f64,
+    /// CPU seconds PostgreSQL's processes used meanwhile (filled in by
+    /// the caller; 0 on SQLite).
+    #[serde(skip)]
+    pub db_cpu: f64,
     /// Bytes the server wrote to the disk meanwhile (filled in by the caller).
     #[serde(skip)]
     pub server_disk: u64,
@@ -50,6 +54,7 @@ impl Report {
         }
         self.wrk_cpu += slice.wrk_cpu;
         self.server_cpu += slice.server_cpu;
+        self.db_cpu += slice.db_cpu;
         self.server_disk += slice.server_disk;
     }
 
@@ -58,10 +63,14 @@ impl Report {
         self.server_disk as f64 / 1024.0 / self.requests.max(1) as f64
     }
 
-    /// CPU µs per request of the server and of wrk.
-    pub fn cpu_per_request(&self) -> (f64, f64) {
+    /// CPU µs per request of the server, of wrk and of PostgreSQL.
+    pub fn cpu_per_request(&self) -> (f64, f64, f64) {
         let n = self.requests.max(1) as f64;
-        (self.server_cpu * 1e6 / n, self.wrk_cpu * 1e6 / n)
+        (
+            self.server_cpu * 1e6 / n,
+            self.wrk_cpu * 1e6 / n,
+            self.db_cpu * 1e6 / n,
+        )
     }
 }
 

@@ -130,6 +130,35 @@ impl Drop for Server {
 }
 
 /// A fresh directory for one backend's run.
+/// CPU seconds (user + system) used so far by the processes named
+/// `postgres` (every backend, the WAL writer, the checkpointer...); 0 when
+/// there are none. A process that ended between two readings takes its
+/// time with it, so a difference counts only processes that lived through
+/// it, as the pooled connections do.
+pub fn postgres_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut ticks = 0.0;
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        if let (Some(user), Some(system)) = (tick(11), tick(12)) {
+            ticks += user + system;
+        }
+    }
+    ticks / clock_ticks()
+}
+
 pub fn fresh_dir(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let dir = root.join(name);
     if dir.exists() {

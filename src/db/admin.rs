@@ -87,18 +87,19 @@ pub async fn delete_user(conn: &mut Conn, username_key: &str) -> Result<bool, sq
         return Ok(false);
     };
     let id: i64 = row.try_get(0)?;
+    // Sessions last: on PostgreSQL they have no foreign key (migration
+    // 0009), and a login in flight holds its challenge's and device's rows
+    // until it commits; the deletes of those rows wait for it, so this
+    // statement, which reads afresh, sees its session too.
     for sql in [
-        "DELETE FROM sessions WHERE user_id = $1",
         "DELETE FROM mfa_challenges WHERE user_id = $1",
         "DELETE FROM recovery_codes WHERE user_id = $1",
         "DELETE FROM totp_credentials WHERE user_id = $1",
+        "DELETE FROM users WHERE id = $1",
+        "DELETE FROM sessions WHERE user_id = $1",
     ] {
         query(sql).bind(id).execute(&mut *conn).await?;
     }
-    query("DELETE FROM users WHERE id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
     Ok(true)
 }
 

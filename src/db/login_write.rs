@@ -53,9 +53,9 @@ const MAX_BATCH: usize = 64;
 
 /// The types of a login's row: its index, then the values of
 /// [`TotpLogin`] and its session.
-const TYPES: [&str; 16] = [
+const TYPES: [&str; 15] = [
     "BIGINT", "BIGINT", "BIGINT", "BIGINT", "BIGINT", "BIGINT", "TEXT", "BIGINT", "BYTEA", "BYTEA",
-    "BYTEA", "TEXT", "BIGINT", "BIGINT", "TEXT", "TEXT",
+    "TEXT", "BIGINT", "BIGINT", "TEXT", "TEXT",
 ];
 
 /// One statement per padded batch size; a padding row has index -1. Each
@@ -67,7 +67,10 @@ const TYPES: [&str; 16] = [
 /// - `throttle`: their lockout counters cleared unless locked (as
 ///   `throttle::clear`), returning each counter's lock;
 /// - `open`: those not locked out;
-/// - `spent`: their challenges, if still live, deleted;
+/// - `spent`: their challenges, if still live, deleted; by the current
+///   key only (one index probe): a challenge of the layout before
+///   time-ordered tokens (`auth::tokens`) is not found, so its login is
+///   left out and the general path, which tries both keys, spends it;
 /// - then, for the logins whose challenge was spent, the device's replay
 ///   mark, the audit rows and the session; the indexes of those logins
 ///   come back.
@@ -75,7 +78,7 @@ static BATCH_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
     batch::padded(MAX_BATCH, |rows| {
         format!(
             "WITH k AS (SELECT * FROM (VALUES {}) \
-               AS v(i, c, st, d, cf, now, sub, u, ch, chl, s, pid, ca, ea, addr, ua) \
+               AS v(i, c, st, d, cf, now, sub, u, ch, s, pid, ca, ea, addr, ua) \
                WHERE i >= 0), \
              fresh AS (SELECT k.* FROM k JOIN totp_credentials cr ON cr.id = k.c \
                AND (cr.last_step IS NULL OR cr.last_step < k.st) \
@@ -88,7 +91,7 @@ static BATCH_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
              open AS (SELECT f.* FROM fresh f WHERE NOT EXISTS (SELECT 1 FROM throttle t \
                WHERE t.subject = f.sub AND t.locked_until > f.now)), \
              spent AS (DELETE FROM mfa_challenges h USING open o \
-               WHERE h.token_hash = ANY (ARRAY[o.ch, o.chl]) AND h.user_id = o.u \
+               WHERE h.token_hash = o.ch AND h.user_id = o.u \
                AND h.expires_at > o.now RETURNING o.*), \
              device AS (UPDATE totp_credentials cr SET last_step = s.st, \
                drift_steps = s.d, last_used_at = s.now, confirmed_at = CASE \
@@ -115,7 +118,6 @@ pub struct Pending {
     subject: String,
     user_id: i64,
     challenge: Vec<u8>,
-    challenge_legacy: Vec<u8>,
     session: Vec<u8>,
     public_id: String,
     created_at: i64,
@@ -137,7 +139,8 @@ pub fn start(pool: StatementPool) -> LoginWrites {
 
 /// Stores the login: `Ok(true)` once it is committed; `Ok(false)` when
 /// nothing of it was written, because the code was used meanwhile, a lock
-/// started, the challenge is gone, another login of the same account was in
+/// started, the challenge is gone (or is stored under its legacy key),
+/// another login of the same account was in
 /// the batch, or the batch was refused as a whole (a deadlock, say): the
 /// caller then runs the general path, which gives the answer.
 pub async fn write(writes: &LoginWrites, l: &TotpLogin<'_>) -> Result<bool, sqlx::Error> {
@@ -154,7 +157,6 @@ pub async fn write(writes: &LoginWrites, l: &TotpLogin<'_>) -> Result<bool, sqlx
             subject: l.subject.to_owned(),
             user_id: s.user_id,
             challenge: l.challenge.key().to_vec(),
-            challenge_legacy: l.challenge.legacy().to_vec(),
             session: s.key.to_vec(),
             public_id: s.public_id.to_owned(),
             created_at: s.now,
@@ -196,7 +198,6 @@ impl Statement for WriteLogins {
                     .bind(p.subject.as_str())
                     .bind(p.user_id)
                     .bind(&p.challenge)
-                    .bind(&p.challenge_legacy)
                     .bind(&p.session)
                     .bind(p.public_id.as_str())
                     .bind(p.created_at)

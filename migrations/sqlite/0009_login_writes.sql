@@ -1,0 +1,6 @@
+-- Nothing on SQLite: PostgreSQL's migration of this name leaves room on the
+-- pages of totp_credentials (SQLite has no fillfactor) and drops the foreign
+-- key from sessions to users, whose check locked the user's row there (on
+-- SQLite the check is an index lookup that writes nothing). (The two
+-- directories keep the same names.)
+SELECT 1;

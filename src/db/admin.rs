@@ -88,9 +88,11 @@ pub async fn delete_user(conn: &mut Conn, username_key: &str) -> Result<bool, sq
     };
     let id: i64 = row.try_get(0)?;
     // Sessions last: on PostgreSQL they have no foreign key (migration
-    // 0009), and a login in flight holds its challenge's and device's rows
-    // until it commits; the deletes of those rows wait for it, so this
-    // statement, which reads afresh, sees its session too.
+    // 0009). A second-factor login in flight holds its challenge's and
+    // device's rows until it commits; the deletes of those rows wait for
+    // it, so this statement, which reads afresh, sees its session too. A
+    // password login racing the deletion can leave a session that no lookup
+    // accepts (they join users) and the purge of expired ones removes.
     for sql in [
         "DELETE FROM mfa_challenges WHERE user_id = $1",
         "DELETE FROM recovery_codes WHERE user_id = $1",

@@ -12,14 +12,14 @@ ALTER TABLE totp_credentials SET (fillfactor = 80);
 
 -- 2. The foreign key from sessions to users made each new session lock its
 --    user's row (FOR KEY SHARE): a WAL record, and on the first login after
---    a checkpoint a full image of the users' page, for a check that the
---    statement already makes (the batched login write takes a live
---    challenge, which keeps its own foreign key to the user). What the key
---    guaranteed is kept otherwise:
+--    a checkpoint a full image of the users' page, to check what the login
+--    has just checked (a second-factor login spends a live challenge, which
+--    keeps its own foreign key to the user; a password login has just read
+--    the user). What the key guaranteed is kept otherwise:
 --    * a session of a deleted account is worthless: every session lookup
 --      joins users (`db::sessions`, `db::session_reads`);
---    * deleting an account deletes its sessions explicitly
---      (`db::admin::delete_user`), as it always did for SQLite's sake;
---    * the clean-up of expired sessions removes any left by a login that
---      raced the deletion of its account.
+--    * deleting an account deletes its sessions explicitly, last, after the
+--      rows a second-factor login in flight holds (`db::admin::delete_user`);
+--    * the clean-up of expired sessions removes any left by a password
+--      login that raced the deletion of its account.
 ALTER TABLE sessions DROP CONSTRAINT sessions_user_id_fkey;

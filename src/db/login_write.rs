@@ -11,10 +11,12 @@
 //! gives the exact answer. Nothing of a login left out is written, except
 //! its lockout counter's reset when its challenge was gone by then (the
 //! general path would roll that back); only a concurrent success of the
-//! same account, which resets the counter anyway, or a challenge expiring
-//! in the milliseconds since the read, can do that. On its own a login was a statement, a commit and its WAL flush,
-//! each statement of it started anew inside PostgreSQL; batched, all of
-//! those are shared (BENCHMARKS.md, session 17).
+//! same account, which resets the counter anyway, a challenge expiring in
+//! the milliseconds since the read, or a challenge stored under its legacy
+//! key (whose login the general path then completes, resetting it anyway)
+//! can do that. On its own a login was a statement, a commit and its WAL
+//! flush, each statement of it started anew inside PostgreSQL; batched, all
+//! of those are shared (BENCHMARKS.md, session 17).
 
 use std::sync::LazyLock;
 
@@ -140,9 +142,9 @@ pub fn start(pool: StatementPool) -> LoginWrites {
 /// Stores the login: `Ok(true)` once it is committed; `Ok(false)` when
 /// nothing of it was written, because the code was used meanwhile, a lock
 /// started, the challenge is gone (or is stored under its legacy key),
-/// another login of the same account was in
-/// the batch, or the batch was refused as a whole (a deadlock, say): the
-/// caller then runs the general path, which gives the answer.
+/// another login of the same account was in the batch, or the batch was
+/// refused as a whole (a deadlock, say): the caller then runs the general
+/// path, which gives the answer.
 pub async fn write(writes: &LoginWrites, l: &TotpLogin<'_>) -> Result<bool, sqlx::Error> {
     let s = l.session;
     writes

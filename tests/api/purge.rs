@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use twofactor::db::sql::query;
 use twofactor::db::{Db, challenges, sessions, users};
 
+use super::backend::{self, Backend};
 use super::helpers::{PASSWORD, TestApp, open_db, spawn_app};
 
 /// Runs the clean-up's two token purges at the app's "now"; rows deleted.
@@ -120,4 +121,43 @@ async fn expired_tokens_of_the_older_layout_are_purged_too() {
         1
     );
     assert_eq!(count(&db, "SELECT count(*) FROM mfa_challenges").await, 2);
+}
+
+/// On PostgreSQL sessions have no foreign key to users (migration 0009), so
+/// an account deleted while one of its logins was storing a session can
+/// leave that session behind; on SQLite the key's cascade takes it. Either
+/// way it must grant nothing, and the purge must take it once it expires.
+#[tokio::test]
+async fn a_session_whose_account_is_gone_grants_nothing_and_is_purged_when_it_expires() {
+    let Some(app) = spawn_app().await else { return };
+    let db = open_db(&app.database_url).await;
+    app.signup_plain("carol", PASSWORD).await;
+    let token = app.plain_login("carol", PASSWORD).await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+    let carol = users::find_by_key(db.reader(), "carol")
+        .await
+        .unwrap()
+        .expect("carol exists")
+        .id;
+
+    // The account's row alone, as a deletion that ran before the login's
+    // session was committed would leave it.
+    let mut tx = db.begin_write().await.unwrap();
+    query("DELETE FROM users WHERE id = $1")
+        .bind(carol)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let left = match backend::current() {
+        Backend::Sqlite => 0,
+        Backend::Postgres => 1,
+    };
+    assert_eq!(count(&db, "SELECT count(*) FROM sessions").await, left);
+    assert_eq!(app.me(&token).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.logout(&token).await.status(), StatusCode::UNAUTHORIZED);
+
+    app.advance(app.config.session_ttl + 1);
+    purge(&app, &db).await;
+    assert_eq!(count(&db, "SELECT count(*) FROM sessions").await, 0);
 }

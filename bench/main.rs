@@ -20,6 +20,7 @@
 mod pg;
 
 mod load;
+mod postgres;
 mod seed;
 mod server;
 
@@ -134,7 +135,7 @@ async fn run_backend(
     let seeded = seed::run(&seeding.url, args.users, args.sessions).await?;
     seeding.stop()?;
     let wal_start = if url.starts_with("postgres") {
-        Some(settle_postgres(url).await?)
+        Some(postgres::settle(url).await?)
     } else {
         None
     };
@@ -214,7 +215,7 @@ async fn run_backend(
     }
 
     if let Some(wal_start) = &wal_start {
-        postgres_stats(url, wal_start, &dir.join("postgres-stats.txt")).await?;
+        postgres::stats(url, wal_start, &dir.join("postgres-stats.txt")).await?;
     }
     eprintln!("bench: POST /login flood at the default argon2 cost");
     let client = reqwest::Client::new();
@@ -252,89 +253,6 @@ async fn run_backend(
         flood_healthz,
         peak_rss_mib,
     })
-}
-
-/// After the bulk load, what a database in service has: planner statistics
-/// and no checkpoint of the load still pending. Without this, PostgreSQL's
-/// /login-2fa figure swung between 0.1k/s (p99 1 s) and 1.6k/s from run to
-/// run.
-/// Returns the WAL position then, where [`postgres_stats`] starts.
-async fn settle_postgres(url: &str) -> anyhow::Result<String> {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .context("connecting to PostgreSQL")?;
-    sqlx::Executor::execute(&mut conn, "ANALYZE")
-        .await
-        .context("ANALYZE")?;
-    sqlx::Executor::execute(&mut conn, "CHECKPOINT")
-        .await
-        .context("CHECKPOINT")?;
-    // The statistics [`postgres_stats`] reads then count the rounds alone.
-    sqlx::Executor::execute(
-        &mut conn,
-        "SELECT pg_stat_reset(), pg_stat_reset_shared('wal')",
-    )
-    .await
-    .context("resetting the statistics")?;
-    let (lsn,): (String,) = sqlx::query_as("SELECT pg_current_wal_lsn()::TEXT")
-        .fetch_one(&mut conn)
-        .await
-        .context("reading the WAL position")?;
-    Ok(lsn)
-}
-
-/// After the rounds, what PostgreSQL did per table (rows written, updates
-/// kept on their page (HOT), index scans) and the WAL written since it
-/// started, by kind of record (when `pg_walinspect` is installed): what a
-/// change to the login's writes should move.
-async fn postgres_stats(url: &str, wal_start: &str, out: &Path) -> anyhow::Result<()> {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .context("connecting to PostgreSQL")?;
-    let tables: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT relname::TEXT, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, \
-         COALESCE(idx_scan, 0) FROM pg_stat_user_tables ORDER BY relname",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .context("reading pg_stat_user_tables")?;
-    let wal: (i64, i64, String) =
-        sqlx::query_as("SELECT wal_records, wal_fpi, wal_bytes::TEXT FROM pg_stat_wal")
-            .fetch_one(&mut conn)
-            .await
-            .context("reading pg_stat_wal")?;
-    let mut text = String::from("table inserted updated hot_updated deleted index_scans\n");
-    for (name, ins, upd, hot, del, scans) in tables {
-        text += &format!("{name} {ins} {upd} {hot} {del} {scans}\n");
-    }
-    text += &format!(
-        "wal records {} full-page images {} bytes {}\n",
-        wal.0, wal.1, wal.2
-    );
-    let kinds: Result<Vec<(String, i64, i64, i64)>, _> = async {
-        sqlx::Executor::execute(&mut conn, "CREATE EXTENSION IF NOT EXISTS pg_walinspect").await?;
-        sqlx::query_as(
-            "SELECT \"resource_manager/record_type\", count, fpi_size, \
-             combined_size FROM pg_get_wal_stats($1::TEXT::pg_lsn, \
-             pg_current_wal_lsn(), true) WHERE count > 0 ORDER BY 4 DESC",
-        )
-        .bind(wal_start)
-        .fetch_all(&mut conn)
-        .await
-    }
-    .await;
-    match kinds {
-        Ok(kinds) => {
-            text += "wal record kind, count, full-page image bytes, bytes\n";
-            for (kind, count, fpi, bytes) in kinds {
-                text += &format!("{kind} {count} {fpi} {bytes}\n");
-            }
-        }
-        Err(e) => text += &format!("no WAL by kind: {e}\n"),
-    }
-    std::fs::write(out, text).context("writing the PostgreSQL statistics")
 }
 
 /// Starts `perf record` on the server.

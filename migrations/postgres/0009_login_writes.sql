@@ -1,4 +1,4 @@
--- Two changes that make a /login-2fa write less to PostgreSQL (BENCHMARKS.md,
+-- Changes to what a /login-2fa writes on PostgreSQL, and how (BENCHMARKS.md,
 -- session 18). SQLite's migration of this name does nothing.
 --
 -- 1. Every login rewrites its device's row (the replay mark, the drift, the
@@ -23,3 +23,9 @@ ALTER TABLE totp_credentials SET (fillfactor = 80);
 --    * the clean-up of expired sessions removes any left by a password
 --      login that raced the deletion of its account.
 ALTER TABLE sessions DROP CONSTRAINT sessions_user_id_fkey;
+
+-- 3. Migration 0008's function, which wrote one login per call, has had no
+--    caller since the batched write (`db::login_write`, session 17); the
+--    release before this one no longer calls it either.
+DROP FUNCTION login_2fa_totp(BIGINT, BIGINT, BIGINT, BIGINT, BIGINT, TEXT, BIGINT,
+    BYTEA, BYTEA, BYTEA, TEXT, BIGINT, BIGINT, TEXT, TEXT);

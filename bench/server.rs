@@ -70,20 +70,8 @@ impl Server {
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
             .context("reading /proc/PID/stat")?;
-        // Fields after the command name (which may hold spaces): state is
-        // field 3, utime 14, stime 15.
-        let rest = stat
-            .rsplit_once(") ")
-            .context("no ')' in /proc/PID/stat")?
-            .1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| -> anyhow::Result<f64> {
-            Ok(fields
-                .get(i)
-                .context("short /proc/PID/stat")?
-                .parse::<f64>()?)
-        };
-        Ok((ticks(11)? + ticks(12)?) / clock_ticks())
+        let (_, ticks) = cpu_ticks(&stat).context("unreadable /proc/PID/stat")?;
+        Ok(ticks / clock_ticks())
     }
 
     /// Bytes the server has sent to the disk (`write_bytes` of
@@ -129,7 +117,6 @@ impl Drop for Server {
     }
 }
 
-/// A fresh directory for one backend's run.
 /// CPU seconds (user + system) used so far by the processes named
 /// `postgres` (every backend, the WAL writer, the checkpointer...); 0 when
 /// there are none. A process that ended between two readings takes its
@@ -144,21 +131,26 @@ pub fn postgres_cpu_seconds() -> f64 {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        let Some((head, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        if !head.ends_with("(postgres") {
-            continue;
-        }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-        if let (Some(user), Some(system)) = (tick(11), tick(12)) {
-            ticks += user + system;
+        if let Some(("postgres", used)) = cpu_ticks(&stat) {
+            ticks += used;
         }
     }
     ticks / clock_ticks()
 }
 
+/// A process's command name and CPU clock ticks (user + system) from the
+/// text of its `/proc/PID/stat`.
+fn cpu_ticks(stat: &str) -> Option<(&str, f64)> {
+    // The command name is in parentheses and may hold spaces or ')'; the
+    // fields after it start at state (field 3): utime is 14, stime 15.
+    let (head, rest) = stat.rsplit_once(") ")?;
+    let name = head.split_once('(')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((name, tick(11)? + tick(12)?))
+}
+
+/// A fresh directory for one backend's run.
 pub fn fresh_dir(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let dir = root.join(name);
     if dir.exists() {

@@ -199,9 +199,9 @@ async fn login(
 /// Finds the challenge's user and checks `token` against that account's
 /// second factor: one statement when the challenge and a device are found
 /// ([`credentials::find_counting_for_challenge`], batched on PostgreSQL),
-/// else the challenge and the
-/// account read apart, to tell a bad `mfa_token` from MFA switched off
-/// since /login (the challenge is moot then too, unless a lock says 429).
+/// else the challenge and the account read apart, to tell a bad
+/// `mfa_token` from MFA switched off since /login (the challenge is moot
+/// then too, unless a lock says 429).
 async fn read_second_factor(
     app: &AppState,
     challenge: &TokenKey,

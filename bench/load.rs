@@ -32,6 +32,10 @@ pub struct Report {
     /// Bytes the server wrote to the disk meanwhile (filled in by the caller).
     #[serde(skip)]
     pub server_disk: u64,
+    /// The machine's CPU time meanwhile, all cores: idle, and in all
+    /// (filled in by the caller, from `/proc/stat`).
+    #[serde(skip)]
+    pub machine: (f64, f64),
 }
 
 impl Report {
@@ -56,6 +60,13 @@ impl Report {
         self.server_cpu += slice.server_cpu;
         self.db_cpu += slice.db_cpu;
         self.server_disk += slice.server_disk;
+        self.machine.0 += slice.machine.0;
+        self.machine.1 += slice.machine.1;
+    }
+
+    /// The share of the machine's cores left idle meanwhile, in percent.
+    pub fn idle_percent(&self) -> f64 {
+        100.0 * self.machine.0 / self.machine.1.max(f64::MIN_POSITIVE)
     }
 
     /// KiB written to the disk per request.

@@ -63,7 +63,8 @@ struct Args {
     /// The server binary.
     #[arg(long, default_value = "target/release/twofactor")]
     bin: PathBuf,
-    /// Record each scenario with `perf record -g` into OUT/BACKEND/*.perf.data.
+    /// Record each scenario with `perf record -g -a` (the whole machine)
+    /// into OUT/BACKEND/*.perf.data.
     #[arg(long)]
     perf: bool,
     /// Where data directories and server logs go.
@@ -93,10 +94,10 @@ async fn main() -> anyhow::Result<()> {
             Some(cluster) => {
                 let dir = server::fresh_dir(&args.out, "postgres")?;
                 let url = cluster.create_database().await;
-                rows.push((
-                    "PostgreSQL",
-                    run_backend(&args, &bin, &script, &dir, &url).await?,
-                ));
+                let figures = run_backend(&args, &bin, &script, &dir, &url).await;
+                std::fs::write(dir.join("postgres.log"), cluster.log())
+                    .context("copying PostgreSQL's log")?;
+                rows.push(("PostgreSQL", figures?));
             }
             None => eprintln!("bench: PostgreSQL is not installed; SQLite only"),
         }
@@ -153,11 +154,13 @@ async fn run_backend(
     let profiled = |name: &str, load: Load| -> anyhow::Result<Report> {
         let perf = args
             .perf
-            .then(|| profile(server.pid(), &dir.join(format!("{name}.perf.data"))));
+            .then(|| profile(&dir.join(format!("{name}.perf.data"))));
         let cpu = server.cpu_seconds()?;
         let db_cpu = server::postgres_cpu_seconds();
         let disk = server.disk_bytes()?;
+        let machine = server::machine_ticks();
         let report = load.run(script);
+        let machine_after = server::machine_ticks();
         if let Some(perf) = perf {
             stop_profile(perf?)?;
         }
@@ -165,6 +168,7 @@ async fn run_backend(
         report.server_cpu = server.cpu_seconds()? - cpu;
         report.db_cpu = server::postgres_cpu_seconds() - db_cpu;
         report.server_disk = server.disk_bytes()? - disk;
+        report.machine = (machine_after.0 - machine.0, machine_after.1 - machine.1);
         Ok(report)
     };
     let tokens = dir.join("sessions.txt");
@@ -255,19 +259,11 @@ async fn run_backend(
     })
 }
 
-/// Starts `perf record` on the server.
-fn profile(pid: u32, out: &Path) -> anyhow::Result<std::process::Child> {
+/// Starts `perf record` on the whole machine: the server, wrk and
+/// PostgreSQL's processes share its cores (`perf report --sort comm`).
+fn profile(out: &Path) -> anyhow::Result<std::process::Child> {
     std::process::Command::new("perf")
-        .args([
-            "record",
-            "-F",
-            "4999",
-            "-g",
-            "-q",
-            "-p",
-            &pid.to_string(),
-            "-o",
-        ])
+        .args(["record", "-F", "4999", "-g", "-q", "-a", "-o"])
         .arg(out)
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -353,7 +349,11 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
             &f.ceiling,
             "100%".into(),
             String::new(),
-            errors(&f.ceiling),
+            format!(
+                "{}; cores idle {:.0}%",
+                errors(&f.ceiling),
+                f.ceiling.idle_percent()
+            ),
         );
         let l2 = &f.login_2fa;
         let ok = 100.0 * l2.rps() / ceiling >= 25.0 && l2.p99_us <= 10_000 && l2.non2xx == 0;
@@ -371,8 +371,9 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
                     String::new()
                 };
                 format!(
-                    "{}{disk}; rounds {}, p99 {}",
+                    "{}{disk}; cores idle {:.0}%; rounds {}, p99 {}",
                     errors(l2),
+                    l2.idle_percent(),
                     share(&f.rounds, 1),
                     p99s(&f.rounds, 1)
                 )

@@ -28,6 +28,13 @@ pub async fn settle(url: &str) -> anyhow::Result<String> {
     )
     .await
     .context("resetting the statistics")?;
+    // Loaded only on a cluster started with it (`pg.rs`); absent, [`stats`]
+    // says so.
+    let _ = sqlx::Executor::execute(
+        &mut conn,
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()",
+    )
+    .await;
     let (lsn,): (String,) = sqlx::query_as("SELECT pg_current_wal_lsn()::TEXT")
         .fetch_one(&mut conn)
         .await
@@ -51,11 +58,13 @@ pub async fn stats(url: &str, wal_start: &str, out: &Path) -> anyhow::Result<()>
     .fetch_all(&mut conn)
     .await
     .context("reading pg_stat_user_tables")?;
-    let wal: (i64, i64, String) =
-        sqlx::query_as("SELECT wal_records, wal_fpi, wal_bytes::TEXT FROM pg_stat_wal")
-            .fetch_one(&mut conn)
-            .await
-            .context("reading pg_stat_wal")?;
+    let wal: (i64, i64, String, i64, i64, f64) = sqlx::query_as(
+        "SELECT wal_records, wal_fpi, wal_bytes::TEXT, wal_write, wal_sync, wal_sync_time \
+         FROM pg_stat_wal",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .context("reading pg_stat_wal")?;
     let mut text = String::from("table inserted updated hot_updated deleted index_scans\n");
     for (name, ins, upd, hot, del, scans) in tables {
         text += &format!("{name} {ins} {upd} {hot} {del} {scans}\n");
@@ -63,6 +72,12 @@ pub async fn stats(url: &str, wal_start: &str, out: &Path) -> anyhow::Result<()>
     text += &format!(
         "wal records {} full-page images {} bytes {}\n",
         wal.0, wal.1, wal.2
+    );
+    // The sync time is counted on a cluster started with
+    // `track_wal_io_timing` (bench/run's is).
+    text += &format!(
+        "wal writes {} syncs {} sync ms {:.0}\n",
+        wal.3, wal.4, wal.5
     );
     let kinds: Result<Vec<(String, i64, i64, i64)>, _> = async {
         sqlx::Executor::execute(&mut conn, "CREATE EXTENSION IF NOT EXISTS pg_walinspect").await?;
@@ -85,5 +100,36 @@ pub async fn stats(url: &str, wal_start: &str, out: &Path) -> anyhow::Result<()>
         }
         Err(e) => text += &format!("no WAL by kind: {e}\n"),
     }
+    text += &statements(&mut conn).await;
     std::fs::write(out, text).context("writing the PostgreSQL statistics")
+}
+
+/// The statements that took PostgreSQL the most time (`pg_stat_statements`):
+/// calls, plans made, rows, mean planning and execution time, the
+/// statement's start.
+async fn statements(conn: &mut sqlx::PgConnection) -> String {
+    /// calls, plans, rows, mean plan ms, mean exec ms, text.
+    type Timed = (i64, i64, i64, f64, f64, String);
+    let rows: Result<Vec<Timed>, _> = sqlx::query_as(
+        "SELECT calls, plans, rows, mean_plan_time, mean_exec_time, \
+         left(regexp_replace(query, '\\s+', ' ', 'g'), 90) FROM pg_stat_statements \
+         ORDER BY total_plan_time + total_exec_time DESC LIMIT 12",
+    )
+    .fetch_all(conn)
+    .await;
+    match rows {
+        Ok(rows) => {
+            let mut text =
+                String::from("statement calls, plans, rows, mean plan µs, mean exec µs, start\n");
+            for (calls, plans, n, plan, exec, query) in rows {
+                text += &format!(
+                    "{calls} {plans} {n} {:.0} {:.0} {query}\n",
+                    plan * 1000.0,
+                    exec * 1000.0
+                );
+            }
+            text
+        }
+        Err(e) => format!("no statement times: {e}\n"),
+    }
 }

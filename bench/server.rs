@@ -138,6 +138,24 @@ pub fn postgres_cpu_seconds() -> f64 {
     ticks / clock_ticks()
 }
 
+/// The machine's CPU clock ticks so far, all cores: idle (waiting for
+/// I/O included), and in all (the first line of `/proc/stat`).
+pub fn machine_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …
+    let idle = ticks.get(3).unwrap_or(&0.0);
+    let iowait = ticks.get(4).unwrap_or(&0.0);
+    (idle + iowait, ticks.iter().take(8).sum())
+}
+
 /// A process's command name and CPU clock ticks (user + system) from the
 /// text of its `/proc/PID/stat`.
 fn cpu_ticks(stat: &str) -> Option<(&str, f64)> {

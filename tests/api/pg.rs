@@ -202,12 +202,31 @@ impl PgCluster {
     /// `pg_ctl -w start` on `self.port`; false if the server did not come up
     /// (e.g. the port was taken meanwhile).
     fn try_start(&self) -> bool {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=300",
             self.port,
             self.dir.path().display(),
             if self.durable { "on" } else { "off" }
         );
+        // A benchmark's cluster also times the WAL's syncs and, when the
+        // contrib module is installed, each statement, planning apart
+        // (bench/postgres.rs).
+        if self.durable {
+            options += " -c track_wal_io_timing=on";
+        }
+        if self.durable && self.bin.join("../lib/pg_stat_statements.so").exists() {
+            options += " -c shared_preload_libraries=pg_stat_statements \
+                        -c pg_stat_statements.track_planning=on";
+        }
+        // More settings for a benchmark's cluster, e.g. `auto_explain`'s
+        // (BENCHMARKS.md, the method).
+        if let Some(extra) = std::env::var("TWOFACTOR_BENCH_PG_OPTIONS")
+            .ok()
+            .filter(|_| self.durable)
+        {
+            options += " ";
+            options += &extra;
+        }
         let out = self
             .command("pg_ctl")
             .arg("-D")

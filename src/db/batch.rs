@@ -6,8 +6,10 @@
 //! On PostgreSQL every statement is a round trip and a wake-up of a
 //! backend and of the server; for a request that reads one row that is
 //! most of its cost (BENCHMARKS.md, sessions 15 and 17). There is no
-//! timer: a batch is whatever is waiting when a worker is free, so a lone
-//! request goes at once. Each request is a row of `VALUES`, with its index
+//! timer: a batch is whatever is waiting when a worker is free, and what
+//! the tasks already woken add while the worker yields to them, as long as
+//! each turn brings more; a lone request goes after one turn of the
+//! scheduler. Each request is a row of `VALUES`, with its index
 //! in the batch, and each answer row carries that index back, so no key
 //! is compared outside the database. A batch is padded up to a power of
 //! two so that a connection caches few statements.
@@ -97,10 +99,26 @@ async fn work<S: Statement>(
             let mut rx = rx.lock().await;
             let Some(first) = rx.recv().await else { return };
             let mut batch = vec![first];
+            let drain = |batch: &mut Vec<_>, rx: &mut mpsc::Receiver<_>| {
+                while batch.len() < S::MAX {
+                    match rx.try_recv() {
+                        Ok(queued) => batch.push(queued),
+                        Err(_) => break,
+                    }
+                }
+            };
+            drain(&mut batch, &mut rx);
+            // The answers of the batch before wake many requests at once,
+            // each about to ask again (a /login-2fa's read answered asks
+            // for its write): letting the tasks already woken run first
+            // makes one batch of what would be several. It halved
+            // PostgreSQL's CPU per /me (BENCHMARKS.md, session 19).
             while batch.len() < S::MAX {
-                match rx.try_recv() {
-                    Ok(queued) => batch.push(queued),
-                    Err(_) => break,
+                let before = batch.len();
+                tokio::task::yield_now().await;
+                drain(&mut batch, &mut rx);
+                if batch.len() == before {
+                    break;
                 }
             }
             batch.into_iter().unzip()

@@ -6,12 +6,12 @@
 //! On PostgreSQL every statement is a round trip and a wake-up of a
 //! backend and of the server; for a request that reads one row that is
 //! most of its cost (BENCHMARKS.md, sessions 15 and 17). There is no
-//! timer: a batch is whatever is waiting when a worker is free, and what
-//! the tasks already woken add while the worker yields to them, as long as
-//! each turn brings more; a lone request goes after one turn of the
-//! scheduler. Each request is a row of `VALUES`, with its index
-//! in the batch, and each answer row carries that index back, so no key
-//! is compared outside the database. A batch is padded up to a power of
+//! timer: a batch is whatever is waiting when a worker is free (and, for a
+//! statement that gathers, what the tasks already woken add while the
+//! worker yields to them), so a lone request goes at once (after one turn
+//! of the scheduler, when it gathers). Each request is a row of `VALUES`,
+//! with its index in the batch, and each answer row carries that index
+//! back, so no key is compared outside the database. A batch is padded up to a power of
 //! two so that a connection caches few statements.
 
 use std::sync::Arc;
@@ -31,6 +31,14 @@ pub trait Statement: Send + Sync + 'static {
     const MAX: usize;
     /// Workers, each with at most one statement in flight.
     const WORKERS: usize = 2;
+    /// Whether a worker, before its statement goes, lets the tasks already
+    /// woken run and takes what they queue, as long as each turn brings
+    /// more. Worth it where one batch's answers make the requests of the
+    /// next (a bearer request's lookup: /me's batches grew from ~9 to ~40
+    /// and PostgreSQL's CPU per /me halved); not in /login-2fa's read and
+    /// write, where the wait left the cores idler and the logins no more
+    /// (BENCHMARKS.md, session 19).
+    const GATHER: bool = false;
 
     /// Runs `items` (at most [`Self::MAX`]) as one statement and answers
     /// each, in their order.
@@ -109,11 +117,9 @@ async fn work<S: Statement>(
             };
             drain(&mut batch, &mut rx);
             // The answers of the batch before wake many requests at once,
-            // each about to ask again (a /login-2fa's read answered asks
-            // for its write): letting the tasks already woken run first
-            // makes one batch of what would be several. It halved
-            // PostgreSQL's CPU per /me (BENCHMARKS.md, session 19).
-            while batch.len() < S::MAX {
+            // each about to ask again: letting the tasks already woken run
+            // first makes one batch of what would be several.
+            while S::GATHER && batch.len() < S::MAX {
                 let before = batch.len();
                 tokio::task::yield_now().await;
                 drain(&mut batch, &mut rx);

@@ -64,6 +64,7 @@ impl Statement for FindLive {
     type Item = Lookup;
     type Answer = Option<SessionUser>;
     const MAX: usize = MAX_BATCH;
+    const GATHER: bool = true;
 
     fn run<'a>(
         &'a self,

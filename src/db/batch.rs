@@ -35,9 +35,9 @@ pub trait Statement: Send + Sync + 'static {
     /// woken run and takes what they queue, as long as each turn brings
     /// more. Worth it where one batch's answers make the requests of the
     /// next (a bearer request's lookup: /me's batches grew from ~9 to ~40
-    /// and PostgreSQL's CPU per /me halved); not in /login-2fa's read and
-    /// write, where the wait left the cores idler and the logins no more
-    /// (BENCHMARKS.md, session 19).
+    /// and PostgreSQL's CPU per /me fell by a third to a half); not in
+    /// /login-2fa's read and write, where the wait left the cores idler
+    /// and the logins no more (BENCHMARKS.md, session 19).
     const GATHER: bool = false;
 
     /// Runs `items` (at most [`Self::MAX`]) as one statement and answers

@@ -11,8 +11,8 @@
 //! worker yields to them), so a lone request goes at once (after one turn
 //! of the scheduler, when it gathers). Each request is a row of `VALUES`,
 //! with its index in the batch, and each answer row carries that index
-//! back, so no key is compared outside the database. A batch is padded up to a power of
-//! two so that a connection caches few statements.
+//! back, so no key is compared outside the database. A batch is padded up
+//! to a power of two so that a connection caches few statements.
 
 use std::sync::Arc;
 

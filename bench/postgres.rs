@@ -43,9 +43,11 @@ pub async fn settle(url: &str) -> anyhow::Result<String> {
 }
 
 /// After the rounds, what PostgreSQL did per table (rows written, updates
-/// kept on their page (HOT), index scans) and the WAL written since it
-/// started, by kind of record (when `pg_walinspect` is installed): what a
-/// change to the login's writes should move.
+/// kept on their page (HOT), index scans), the WAL written since it
+/// started (its syncs and their time, and by kind of record when
+/// `pg_walinspect` is installed) and the costliest statements (when
+/// `pg_stat_statements` is loaded): what a change to the login's writes
+/// should move.
 pub async fn stats(url: &str, wal_start: &str, out: &Path) -> anyhow::Result<()> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(url)

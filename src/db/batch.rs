@@ -15,8 +15,10 @@
 //! to a power of two so that a connection caches few statements.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use super::parked::StatementPool;
 use super::writer::BoxFuture;
@@ -57,15 +59,52 @@ type Queued<S> = (
 /// The way into a statement's workers; cheap to clone.
 pub struct Batcher<S: Statement> {
     queue: mpsc::Sender<Queued<S>>,
+    coming: Arc<Coming>,
 }
 
 impl<S: Statement> Clone for Batcher<S> {
     fn clone(&self) -> Self {
         Batcher {
             queue: self.queue.clone(),
+            coming: Arc::clone(&self.coming),
         }
     }
 }
+
+/// Requests on their way to a batcher: announced by the stage before it
+/// (a batch of reads, as it answers), each counted until it is queued or
+/// turns back. A worker that finds fewer queued than are coming waits for
+/// them, so that one batch's answers make one batch after it rather than a
+/// batch of the first to arrive and another of the rest.
+#[derive(Debug, Default)]
+pub struct Coming {
+    count: AtomicUsize,
+    moved: Notify,
+}
+
+/// One request counted in [`Coming`] until it is dropped (or queued, by
+/// [`Batcher::ask_expected`]).
+#[derive(Debug)]
+pub struct Expected(Arc<Coming>);
+
+impl Coming {
+    /// Counts one more request on its way.
+    pub fn expect(self: &Arc<Self>) -> Expected {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        Expected(Arc::clone(self))
+    }
+}
+
+impl Drop for Expected {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::SeqCst);
+        self.0.moved.notify_one();
+    }
+}
+
+/// The longest a worker waits for requests announced as coming (a safety
+/// net: each is a few microseconds of CPU away from its queue).
+const COMING_WAIT: Duration = Duration::from_millis(1);
 
 impl<S: Statement> std::fmt::Debug for Batcher<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,10 +119,35 @@ impl<S: Statement> Batcher<S> {
         let (queue, rx) = mpsc::channel(4 * S::MAX);
         let rx = Arc::new(Mutex::new(rx));
         let statement = Arc::new(statement);
+        let coming = Arc::new(Coming::default());
         for _ in 0..S::WORKERS {
-            tokio::spawn(work(Arc::clone(&statement), pool.clone(), Arc::clone(&rx)));
+            tokio::spawn(work(
+                Arc::clone(&statement),
+                pool.clone(),
+                Arc::clone(&rx),
+                Arc::clone(&coming),
+            ));
         }
-        Batcher { queue }
+        Batcher { queue, coming }
+    }
+
+    /// The count of requests on their way here.
+    pub fn coming(&self) -> Arc<Coming> {
+        Arc::clone(&self.coming)
+    }
+
+    /// [`Self::ask`] for a request counted in [`Self::coming`], which it
+    /// stops counting once queued.
+    pub async fn ask_expected(
+        &self,
+        item: S::Item,
+        expected: Option<Expected>,
+    ) -> Result<S::Answer, sqlx::Error> {
+        let (answer, answered) = oneshot::channel();
+        let sent = self.queue.send((item, answer)).await;
+        drop(expected);
+        sent.map_err(|_| sqlx::Error::WorkerCrashed)?;
+        answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
     }
 
     /// Asks `item` in the next batch and waits for its answer.
@@ -101,6 +165,7 @@ async fn work<S: Statement>(
     statement: Arc<S>,
     pool: StatementPool,
     rx: Arc<Mutex<mpsc::Receiver<Queued<S>>>>,
+    coming: Arc<Coming>,
 ) {
     loop {
         let (items, answers): (Vec<_>, Vec<_>) = {
@@ -126,6 +191,21 @@ async fn work<S: Statement>(
                 if batch.len() == before {
                     break;
                 }
+            }
+            // Requests announced as coming are a few microseconds away.
+            let deadline = tokio::time::Instant::now() + COMING_WAIT;
+            while batch.len() < S::MAX && coming.count.load(Ordering::SeqCst) > 0 {
+                let moved = coming.moved.notified();
+                tokio::pin!(moved);
+                moved.as_mut().enable();
+                drain(&mut batch, &mut rx);
+                if batch.len() >= S::MAX || coming.count.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                    break;
+                }
+                drain(&mut batch, &mut rx);
             }
             batch.into_iter().unzip()
         };

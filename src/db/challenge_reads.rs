@@ -6,7 +6,9 @@
 
 use std::sync::LazyLock;
 
-use super::batch::{self, Batcher, Statement};
+use std::sync::Arc;
+
+use super::batch::{self, Batcher, Coming, Expected, Statement};
 use super::credentials::{self, Counting};
 use super::parked::StatementPool;
 use super::sql::{Ex, query};
@@ -38,15 +40,19 @@ pub struct Read {
     now: i64,
 }
 
-/// The statement of the batched reads.
-pub struct ReadChallenges;
+/// The statement of the batched reads; each login found is announced to
+/// the batched write (`coming`) as its answer goes.
+pub struct ReadChallenges {
+    coming: Arc<Coming>,
+}
 
 /// The way into the batched reads; cheap to clone.
 pub type ChallengeReads = Batcher<ReadChallenges>;
 
-/// Starts the batched reads over `pool`.
-pub fn start(pool: StatementPool) -> ChallengeReads {
-    Batcher::start(ReadChallenges, pool)
+/// Starts the batched reads over `pool`, announcing the logins found to
+/// `coming` (the batched write's).
+pub fn start(pool: StatementPool, coming: Arc<Coming>) -> ChallengeReads {
+    Batcher::start(ReadChallenges { coming }, pool)
 }
 
 /// [`credentials::counting_for_challenge`], in the next batch.
@@ -55,7 +61,7 @@ pub async fn find(
     key: &[u8],
     username_key: &str,
     now: i64,
-) -> Result<Option<(i64, Counting)>, sqlx::Error> {
+) -> Result<Option<(i64, Counting, Option<Expected>)>, sqlx::Error> {
     reads
         .ask(Read {
             key: key.to_vec(),
@@ -67,7 +73,7 @@ pub async fn find(
 
 impl Statement for ReadChallenges {
     type Item = Read;
-    type Answer = Option<(i64, Counting)>;
+    type Answer = Option<(i64, Counting, Option<Expected>)>;
     const MAX: usize = MAX_BATCH;
     const WORKERS: usize = 1;
 
@@ -102,7 +108,8 @@ impl Statement for ReadChallenges {
                     end += 1;
                 }
                 if let Some(slot) = usize::try_from(i).ok().and_then(|i| found.get_mut(i)) {
-                    *slot = credentials::counted(&rows[start..end])?;
+                    *slot = credentials::counted(&rows[start..end])?
+                        .map(|(user_id, counting)| (user_id, counting, Some(self.coming.expect())));
                 }
                 start = end;
             }

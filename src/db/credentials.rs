@@ -9,6 +9,7 @@
 //! once its `pending_expires_at` has passed.
 
 use super::Conn;
+use super::batch::Expected;
 use super::sql::{Executor, Row, query};
 
 use crate::auth::crypto::Sealed;
@@ -298,12 +299,16 @@ pub async fn find_counting_for_challenge(
     challenge_key: &[u8],
     username_key: &str,
     now: i64,
-) -> Result<Option<(i64, Counting)>, sqlx::Error> {
+) -> Result<Option<(i64, Counting, Option<Expected>)>, sqlx::Error> {
     match db.challenge_reads() {
         Some(batched) => {
             super::challenge_reads::find(batched, challenge_key, username_key, now).await
         }
-        None => counting_for_challenge(db.reader(), challenge_key, username_key, now).await,
+        None => Ok(
+            counting_for_challenge(db.reader(), challenge_key, username_key, now)
+                .await?
+                .map(|(user_id, counting)| (user_id, counting, None)),
+        ),
     }
 }
 

@@ -20,7 +20,7 @@
 
 use std::sync::LazyLock;
 
-use super::batch::{self, Batcher, Statement};
+use super::batch::{self, Batcher, Expected, Statement};
 use super::parked::StatementPool;
 use super::sessions::NewSession;
 use super::sql::{Arg, Ex, query};
@@ -145,27 +145,34 @@ pub fn start(pool: StatementPool) -> LoginWrites {
 /// another login of the same account was in the batch, or the batch was
 /// refused as a whole (a deadlock, say): the caller then runs the general
 /// path, which gives the answer.
-pub async fn write(writes: &LoginWrites, l: &TotpLogin<'_>) -> Result<bool, sqlx::Error> {
+pub async fn write(
+    writes: &LoginWrites,
+    l: &TotpLogin<'_>,
+    expected: Option<Expected>,
+) -> Result<bool, sqlx::Error> {
     let s = l.session;
     writes
-        .ask(Pending {
-            ints: [
-                l.credential_id,
-                l.step,
-                l.drift_steps,
-                i64::from(l.confirm),
-                l.now,
-            ],
-            subject: l.subject.to_owned(),
-            user_id: s.user_id,
-            challenge: l.challenge.key().to_vec(),
-            session: s.key.to_vec(),
-            public_id: s.public_id.to_owned(),
-            created_at: s.now,
-            expires_at: s.expires_at,
-            client_addr: s.client_addr.map(str::to_owned),
-            user_agent: s.user_agent.map(str::to_owned),
-        })
+        .ask_expected(
+            Pending {
+                ints: [
+                    l.credential_id,
+                    l.step,
+                    l.drift_steps,
+                    i64::from(l.confirm),
+                    l.now,
+                ],
+                subject: l.subject.to_owned(),
+                user_id: s.user_id,
+                challenge: l.challenge.key().to_vec(),
+                session: s.key.to_vec(),
+                public_id: s.public_id.to_owned(),
+                created_at: s.now,
+                expires_at: s.expires_at,
+                client_addr: s.client_addr.map(str::to_owned),
+                user_agent: s.user_agent.map(str::to_owned),
+            },
+            expected,
+        )
         .await
 }
 

@@ -279,10 +279,14 @@ async fn connect_postgres(url: &str, settings: PoolSettings) -> anyhow::Result<D
     let max = settings.max_connections as usize;
     let parked = (max * 3 / 4).min(max - 1);
     let statements = StatementPool::new(pool.clone(), parked, settings.acquire_timeout);
+    let login_writes = login_write::start(statements.clone());
     Ok(Db {
         session_reads: Some(session_reads::start(statements.clone())),
-        challenge_reads: Some(challenge_reads::start(statements.clone())),
-        login_writes: Some(login_write::start(statements.clone())),
+        challenge_reads: Some(challenge_reads::start(
+            statements.clone(),
+            login_writes.coming(),
+        )),
+        login_writes: Some(login_writes),
         read: Reader::Any(statements),
         write: Writer::Pool(pool),
     })

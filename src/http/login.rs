@@ -12,10 +12,11 @@ use super::Error;
 use super::extract::JsonObject;
 use super::openapi::{Credentials, ErrorBody, UsernameField};
 use crate::auth::tokens::{self, TokenKey};
+use crate::db::batch::Expected;
 use crate::db::{challenges, credentials};
 use crate::service::{
     Accept, Accepted, AppState, Checked, Client, IssuedToken, PreparedChallenge, PreparedSession,
-    Settlement, Subject,
+    Settlement, Spend, Subject,
 };
 
 /// `POST /login`, `POST /login-2fa`.
@@ -207,14 +208,14 @@ async fn read_second_factor(
     challenge: &TokenKey,
     username_key: &str,
     token: &str,
-) -> Result<(i64, Checked), Error> {
+) -> Result<(i64, Checked, Option<Expected>), Error> {
     let now = app.clock.now();
     let subject = |user_id| Subject {
         username: username_key,
         user_id: Some(user_id),
     };
     let reader = app.db.reader();
-    if let Some((user_id, counting)) =
+    if let Some((user_id, counting, expected)) =
         credentials::find_counting_for_challenge(&app.db, challenge.key(), username_key, now)
             .await?
     {
@@ -228,7 +229,7 @@ async fn read_second_factor(
             )
             .await?
             .ok_or(Error::InvalidMfaToken)?;
-        return Ok((user_id, checked));
+        return Ok((user_id, checked, expected));
     }
     let user_id = challenges::find_for(reader, challenge, username_key, now)
         .await?
@@ -237,7 +238,7 @@ async fn read_second_factor(
         .check_second_factor(subject(user_id), user_id, token, Accept::AnyFactor)
         .await?
         .ok_or(Error::InvalidMfaToken)?;
-    Ok((user_id, checked))
+    Ok((user_id, checked, None))
 }
 
 #[utoipa::path(post, path = "/login-2fa", tag = "login", request_body = Login2faRequest,
@@ -257,7 +258,7 @@ async fn login_2fa(
     let mfa_token = body.token("mfa_token")?;
 
     let challenge = tokens::parse(mfa_token).ok_or(Error::InvalidMfaToken)?;
-    let (user_id, checked) = read_second_factor(&app, &challenge, username.key(), token)
+    let (user_id, checked, expected) = read_second_factor(&app, &challenge, username.key(), token)
         .await
         .inspect_err(|e| count_failure(&app, e))?;
     // Drawn before the write lock is taken (see PreparedSession).
@@ -267,7 +268,17 @@ async fn login_2fa(
         user_id: Some(user_id),
     };
     let session = match app
-        .login_at_once(subject, user_id, &checked, &challenge, session, &client)
+        .login_at_once(
+            subject,
+            user_id,
+            &checked,
+            Spend {
+                challenge: &challenge,
+                expected,
+            },
+            session,
+            &client,
+        )
         .await
         .inspect_err(|e| count_failure(&app, e))?
     {

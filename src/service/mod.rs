@@ -26,7 +26,7 @@ pub use audit::{Client, Subject};
 pub use devices::{AddedDevice, DeviceRemoval, MAX_DEVICES, PENDING_TTL};
 pub use enrollment::Enrollment;
 pub use second_factor::{Accept, Accepted, Checked, Refused, Settled, Settlement, Verified};
-pub use sessions::{IssuedToken, PreparedChallenge, PreparedSession};
+pub use sessions::{IssuedToken, PreparedChallenge, PreparedSession, Spend};
 
 /// Everything a request handler needs, shared by all requests.
 pub struct Services {

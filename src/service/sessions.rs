@@ -6,6 +6,7 @@ use super::second_factor::{Accepted, Checked, Verified};
 use super::{Client, Services, Subject};
 use crate::auth::crypto::fill_random;
 use crate::auth::tokens::{self, TokenKey};
+use crate::db::batch::Expected;
 use crate::db::challenges;
 use crate::db::login_write::{self, TotpLogin};
 use crate::db::sessions::{self, NewSession};
@@ -17,6 +18,15 @@ pub struct IssuedToken {
     pub token: String,
     /// Its lifetime in seconds.
     pub expires_in: i64,
+}
+
+/// The challenge a /login-2fa spends ([`Services::login_at_once`]).
+pub struct Spend<'a> {
+    /// Its key.
+    pub challenge: &'a TokenKey,
+    /// The login's place among those announced to the batched write by
+    /// the batched read that found the challenge (PostgreSQL).
+    pub expected: Option<Expected>,
 }
 
 /// A session token drawn before its transaction: drawing it (the OS CSPRNG,
@@ -120,10 +130,14 @@ impl Services {
         subject: Subject<'_>,
         user_id: i64,
         checked: &Checked,
-        challenge: &TokenKey,
+        spend: Spend<'_>,
         prepared: PreparedSession,
         client: &Client,
     ) -> Result<Result<(Accepted, IssuedToken), PreparedSession>, Error> {
+        let Spend {
+            challenge,
+            expected,
+        } = spend;
         let (
             Some(writes),
             Some(Verified::Totp {
@@ -157,7 +171,7 @@ impl Services {
             challenge,
             session: &session,
         };
-        if !login_write::write(writes, &login).await? {
+        if !login_write::write(writes, &login, expected).await? {
             return Ok(Err(prepared));
         }
         let accepted = Accepted {

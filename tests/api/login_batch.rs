@@ -119,52 +119,12 @@ async fn a_batch_writes_each_login_and_refuses_a_used_step_or_a_lockout_alone() 
     for (n, name) in names.iter().enumerate() {
         for _ in 0..if n == 0 { 2 } else { 1 } {
             let mfa = app.mfa_token(name, PASSWORD).await;
-            let challenge = tokens::parse(&mfa).expect("an mfa_token");
-            let (user_id, counting) =
-                credentials::counting_for_challenge(db.reader(), challenge.key(), name, now)
-                    .await
-                    .expect("the read")
-                    .expect("a challenge and a device");
-            let device = &counting.devices[0];
-            logins.push((
-                name.clone(),
-                user_id,
-                device.id,
-                device.confirmed_at,
-                challenge,
-            ));
+            logins.push(read_login(&db, name, &mfa, now).await);
         }
     }
     let mut tasks = JoinSet::new();
-    for (i, (name, user_id, device, confirmed_at, challenge)) in logins.into_iter().enumerate() {
-        let writes = writes.clone();
-        tasks.spawn(async move {
-            let issued = tokens::issue();
-            let public_id = format!("batch-test-{i}");
-            let session = NewSession {
-                key: &issued.key,
-                public_id: &public_id,
-                user_id,
-                now,
-                expires_at: now + 3600,
-                client_addr: None,
-                user_agent: Some("login_batch test"),
-            };
-            let login = TotpLogin {
-                credential_id: device,
-                step,
-                drift_steps: 0,
-                confirm: confirmed_at.is_none(),
-                now,
-                subject: &name,
-                challenge: &challenge,
-                session: &session,
-            };
-            let written = login_write::write(&writes, &login)
-                .await
-                .expect("the batch is answered");
-            (name, written, issued.token)
-        });
+    for (i, login) in logins.into_iter().enumerate() {
+        tasks.spawn(write_login(writes.clone(), login, i, step, now));
     }
     let mut written = Vec::new();
     while let Some(done) = tasks.join_next().await {
@@ -184,4 +144,115 @@ async fn a_batch_writes_each_login_and_refuses_a_used_step_or_a_lockout_alone() 
         written, expected,
         "one login per account; user0's second, the used step and the lockout refused"
     );
+}
+
+/// The batched write when a login's challenge was spent between its read
+/// and its write (here by a login of the step before, with the same
+/// mfa_token): the statement has already moved the device's replay mark by
+/// then, so it undoes its whole batch, and nothing of any of its logins is
+/// written, the code of that step not burnt. Whatever way the two logins
+/// are split into batches, the one whose challenge is gone is refused and
+/// the other is either written whole or not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_with_a_challenge_spent_meanwhile_is_undone_whole_and_burns_no_code() {
+    let Some(app) = spawn_app().await else { return };
+    let db = open_db(&app.database_url).await;
+    let Some(writes) = db.login_writes().cloned() else {
+        return; // SQLite: its writer's group commit, tested in group_commit.rs
+    };
+    app.align_to_step_start();
+    let now = app.clock.now();
+    let step = now / i64::try_from(app.totp_params().period).unwrap();
+    let spent = app.signup_mfa("spent", PASSWORD).await;
+    let other = app.signup_mfa("other", PASSWORD).await;
+    let mfa = app.mfa_token("spent", PASSWORD).await;
+    let raced = read_login(&db, "spent", &mfa, now).await;
+    let mfa_other = app.mfa_token("other", PASSWORD).await;
+    let alone = read_login(&db, "other", &mfa_other, now).await;
+    // The race: the same mfa_token spent meanwhile with the step before's code.
+    let resp = app
+        .login_2fa("spent", &app.code_at_step_offset(&spent.secret, -1), &mfa)
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK, "the step before's code");
+    let (a, b) = tokio::join!(
+        write_login(writes.clone(), raced, 0, step, now),
+        write_login(writes.clone(), alone, 1, step, now),
+    );
+    assert!(!a.1, "a login whose challenge is gone is not written");
+    let resp = app.me(&a.2).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "no session of it");
+    // Neither device's mark moved to this step unless its login was written.
+    let token = app.full_login("spent", PASSWORD, &spent.secret).await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+    if b.1 {
+        let me: Value = app.me(&b.2).await.json().await.expect("a JSON body");
+        assert_eq!(me["username"], "other", "the other login is written whole");
+    } else {
+        let resp = app.me(&b.2).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "nothing written");
+        let token = app.full_login("other", PASSWORD, &other.secret).await;
+        assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+    }
+}
+
+/// What the batched write needs of a login, read as /login-2fa reads it.
+struct ReadLogin {
+    name: String,
+    user_id: i64,
+    device: i64,
+    confirmed_at: Option<i64>,
+    challenge: tokens::TokenKey,
+}
+
+async fn read_login(db: &twofactor::db::Db, name: &str, mfa: &str, now: i64) -> ReadLogin {
+    let challenge = tokens::parse(mfa).expect("an mfa_token");
+    let (user_id, counting) =
+        credentials::counting_for_challenge(db.reader(), challenge.key(), name, now)
+            .await
+            .expect("the read")
+            .expect("a challenge and a device");
+    let device = &counting.devices[0];
+    ReadLogin {
+        name: name.to_owned(),
+        user_id,
+        device: device.id,
+        confirmed_at: device.confirmed_at,
+        challenge,
+    }
+}
+
+/// Submits `login` (the `i`th) to the batched write with a new session:
+/// its name, whether it was written, and the session's bearer token.
+async fn write_login(
+    writes: login_write::LoginWrites,
+    login: ReadLogin,
+    i: usize,
+    step: i64,
+    now: i64,
+) -> (String, bool, String) {
+    let issued = tokens::issue();
+    let public_id = format!("batch-test-{i}");
+    let session = NewSession {
+        key: &issued.key,
+        public_id: &public_id,
+        user_id: login.user_id,
+        now,
+        expires_at: now + 3600,
+        client_addr: None,
+        user_agent: Some("login_batch test"),
+    };
+    let write = TotpLogin {
+        credential_id: login.device,
+        step,
+        drift_steps: 0,
+        confirm: login.confirmed_at.is_none(),
+        now,
+        subject: &login.name,
+        challenge: &login.challenge,
+        session: &session,
+    };
+    let written = login_write::write(&writes, &write, None)
+        .await
+        .expect("the batch is answered");
+    (login.name, written, issued.token)
 }

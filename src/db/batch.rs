@@ -9,7 +9,12 @@
 //! timer: a batch is whatever is waiting when a worker is free (and, for a
 //! statement that gathers, what the tasks already woken add while the
 //! worker yields to them), so a lone request goes at once (after one turn
-//! of the scheduler, when it gathers). Each request is a row of `VALUES`,
+//! of the scheduler, when it gathers). A worker also waits for the
+//! requests the stage before has announced as on their way ([`Coming`]:
+//! the logins a batched read has just found, each some microseconds of CPU
+//! from the batched write), so that they make one batch and not a batch of
+//! the first to arrive, committed alone, and another of the rest; at most
+//! [`COMING_WAIT`], in case one is held up. Each request is a row of `VALUES`,
 //! with its index in the batch, and each answer row carries that index
 //! back, so no key is compared outside the database. A batch is padded up
 //! to a power of two so that a connection caches few statements.

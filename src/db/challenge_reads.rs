@@ -2,7 +2,11 @@
 //! challenge, the account's devices, its unused recovery codes and its lock
 //! ([`credentials::counting_for_challenge`]) for the logins waiting
 //! together, in one statement. With the write batched too
-//! ([`super::login_write`]), a login shares both of its round trips.
+//! ([`super::login_write`]), a login shares both of its round trips. Each
+//! login found is announced to the write ([`super::batch::Coming`]) before
+//! the answers go, so the write's worker waits for the whole batch's logins
+//! instead of committing the first one to pass its code check alone (a
+//! quarter of the write batches were one login; BENCHMARKS.md, session 20).
 
 use std::sync::LazyLock;
 

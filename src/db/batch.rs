@@ -157,12 +157,7 @@ impl<S: Statement> Batcher<S> {
 
     /// Asks `item` in the next batch and waits for its answer.
     pub async fn ask(&self, item: S::Item) -> Result<S::Answer, sqlx::Error> {
-        let (answer, answered) = oneshot::channel();
-        self.queue
-            .send((item, answer))
-            .await
-            .map_err(|_| sqlx::Error::WorkerCrashed)?;
-        answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+        self.ask_expected(item, None).await
     }
 }
 

@@ -293,7 +293,9 @@ pub async fn counting_for_challenge<'e>(
 }
 
 /// [`counting_for_challenge`] outside a transaction; on PostgreSQL through
-/// the batched reads ([`super::challenge_reads`]).
+/// the batched reads ([`super::challenge_reads`]), which also give the
+/// login's place among those announced to the batched write (`None` on
+/// SQLite).
 pub async fn find_counting_for_challenge(
     db: &super::Db,
     challenge_key: &[u8],

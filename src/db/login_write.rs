@@ -144,7 +144,9 @@ pub fn start(pool: StatementPool) -> LoginWrites {
 /// started, the challenge is gone (or is stored under its legacy key),
 /// another login of the same account was in the batch, or the batch was
 /// refused as a whole (a deadlock, say): the caller then runs the general
-/// path, which gives the answer.
+/// path, which gives the answer. `expected` is the login's place among those
+/// announced by the batched read ([`super::batch::Coming`]), given up once
+/// the login is queued.
 pub async fn write(
     writes: &LoginWrites,
     l: &TotpLogin<'_>,

@@ -202,7 +202,9 @@ async fn login(
 /// ([`credentials::find_counting_for_challenge`], batched on PostgreSQL),
 /// else the challenge and the account read apart, to tell a bad
 /// `mfa_token` from MFA switched off since /login (the challenge is moot
-/// then too, unless a lock says 429).
+/// then too, unless a lock says 429). With the user and the check comes the
+/// login's place among those the batched read announced to the batched
+/// write (PostgreSQL), kept until the login is queued there or turns back.
 async fn read_second_factor(
     app: &AppState,
     challenge: &TokenKey,

@@ -194,14 +194,10 @@ async fn work<S: Statement>(
             }
             // Requests announced as coming are a few microseconds away.
             let deadline = tokio::time::Instant::now() + COMING_WAIT;
+            // A request that turns back or is queued after the count was
+            // read leaves a permit on `moved`, so no wake-up is missed.
             while batch.len() < S::MAX && coming.count.load(Ordering::SeqCst) > 0 {
                 let moved = coming.moved.notified();
-                tokio::pin!(moved);
-                moved.as_mut().enable();
-                drain(&mut batch, &mut rx);
-                if batch.len() >= S::MAX || coming.count.load(Ordering::SeqCst) == 0 {
-                    break;
-                }
                 if tokio::time::timeout_at(deadline, moved).await.is_err() {
                     break;
                 }

@@ -12,7 +12,7 @@ use twofactor::db::credentials;
 use twofactor::db::login_write::{self, TotpLogin};
 use twofactor::db::sessions::NewSession;
 
-use super::helpers::{PASSWORD, open_db, spawn_app, spawn_app_with, wrong_code};
+use super::helpers::{PASSWORD, TestApp, open_db, spawn_app, spawn_app_with, wrong_code};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_logins_of_many_accounts_each_get_their_own_session_and_replays_are_refused() {
@@ -91,13 +91,9 @@ async fn concurrent_logins_of_many_accounts_each_get_their_own_session_and_repla
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_writes_each_login_and_refuses_a_used_step_or_a_lockout_alone() {
     let Some(app) = spawn_app().await else { return };
-    let db = open_db(&app.database_url).await;
-    let Some(writes) = db.login_writes().cloned() else {
+    let Some((db, writes, now, step)) = batched_writes(&app).await else {
         return; // SQLite: its writer's group commit, tested in group_commit.rs
     };
-    app.align_to_step_start();
-    let now = app.clock.now();
-    let step = now / i64::try_from(app.totp_params().period).unwrap();
     // Six accounts, and one of them twice; then one whose code of this
     // step was used already, and one locked out after five wrong codes:
     // nine logins, so whatever way they are split into batches, one is
@@ -157,13 +153,9 @@ async fn a_batch_writes_each_login_and_refuses_a_used_step_or_a_lockout_alone() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_login_whose_challenge_was_spent_meanwhile_is_left_out_and_burns_no_code() {
     let Some(app) = spawn_app().await else { return };
-    let db = open_db(&app.database_url).await;
-    let Some(writes) = db.login_writes().cloned() else {
+    let Some((db, writes, now, step)) = batched_writes(&app).await else {
         return; // SQLite: its writer's group commit, tested in group_commit.rs
     };
-    app.align_to_step_start();
-    let now = app.clock.now();
-    let step = now / i64::try_from(app.totp_params().period).unwrap();
     let spent = app.signup_mfa("spent", PASSWORD).await;
     let other = app.signup_mfa("other", PASSWORD).await;
     let mfa = app.mfa_token("spent", PASSWORD).await;
@@ -194,6 +186,19 @@ async fn a_login_whose_challenge_was_spent_meanwhile_is_left_out_and_burns_no_co
         let token = app.full_login("other", PASSWORD, &other.secret).await;
         assert_eq!(app.me(&token).await.status(), StatusCode::OK);
     }
+}
+
+/// The database and its batched write, at the start of a time step (now and
+/// its step); `None` on SQLite.
+async fn batched_writes(
+    app: &TestApp,
+) -> Option<(twofactor::db::Db, login_write::LoginWrites, i64, i64)> {
+    let db = open_db(&app.database_url).await;
+    let writes = db.login_writes().cloned()?;
+    app.align_to_step_start();
+    let now = app.clock.now();
+    let step = now / i64::try_from(app.totp_params().period).unwrap();
+    Some((db, writes, now, step))
 }
 
 /// What the batched write needs of a login, read as /login-2fa reads it.

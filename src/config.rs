@@ -146,6 +146,15 @@ pub struct Config {
     #[arg(long, env = "TWOFACTOR_HASH_QUEUE", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub hash_queue: u32,
+
+    /// Reverse proxies (an address or a CIDR range such as `10.0.0.0/8`;
+    /// repeat the flag, or separate with commas in the variable) whose
+    /// `X-Forwarded-For` names the client recorded in the audit trail and
+    /// the session list. None by default: the TCP peer is the client and the
+    /// header is ignored, so a client cannot forge its address.
+    #[arg(long = "trusted-proxy", env = "TWOFACTOR_TRUSTED_PROXIES",
+          value_delimiter = ',', value_parser = crate::http::forwarded::parse_trusted_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Config {

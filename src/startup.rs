@@ -15,6 +15,7 @@ use crate::auth::password::Hasher;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{Db, challenges, credentials, sessions, throttle};
+use crate::http::forwarded::TrustedProxies;
 use crate::service::{AppState, Services};
 
 /// Counters untouched this long (and not locked) are forgotten.
@@ -61,6 +62,7 @@ impl App {
             session_ttl: config.session_ttl as i64,
             mfa_token_ttl: config.mfa_token_ttl as i64,
             metrics: crate::metrics::Metrics::new(hasher_wait),
+            trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         });
         let listener = TcpListener::bind(config.bind)
             .await

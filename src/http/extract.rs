@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::error::Error;
 use crate::auth::tokens::{self, TokenKey};
 use crate::domain::{Password, Username, password, username};
-use crate::service::Client;
+use crate::service::{AppState, Client};
 
 /// Longest string accepted for a code or token field.
 const MAX_TOKEN_FIELD: usize = 64;
@@ -138,17 +138,17 @@ impl JsonObject {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Client {
+impl FromRequestParts<AppState> for Client {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        _: &S,
+        app: &AppState,
     ) -> Result<Self, std::convert::Infallible> {
         let addr = parts
             .extensions
             .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0.to_string());
+            .map(|info| app.trusted_proxies.client(info.0, &parts.headers));
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

@@ -6,6 +6,7 @@ mod account;
 mod devices;
 mod error;
 mod extract;
+pub mod forwarded;
 mod health;
 mod login;
 mod mfa;

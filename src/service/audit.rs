@@ -9,7 +9,8 @@ use crate::http::Error;
 /// Where a request came from, as recorded with its events.
 #[derive(Clone, Debug, Default)]
 pub struct Client {
-    /// The TCP peer (`ip:port`).
+    /// The TCP peer (`ip:port`), or behind a trusted proxy the address it
+    /// forwarded for (an IP; [`crate::http::forwarded`]).
     pub addr: Option<String>,
     /// The `User-Agent` header, at most 256 characters.
     pub user_agent: Option<String>,

@@ -19,6 +19,7 @@ use crate::auth::password::Hasher;
 use crate::auth::totp::TotpParams;
 use crate::clock::Clock;
 use crate::db::Db;
+use crate::http::forwarded::TrustedProxies;
 use crate::metrics::Metrics;
 
 pub use account::SignedIn;
@@ -54,6 +55,8 @@ pub struct Services {
     pub mfa_token_ttl: i64,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// The reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Cheap-to-clone handle given to handlers.

@@ -15,6 +15,7 @@ mod disable_mfa;
 mod drift;
 mod durability;
 mod enable_mfa;
+mod forwarded;
 mod group_commit;
 mod health;
 mod lockout;

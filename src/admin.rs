@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
+use zeroize::Zeroizing;
 
-use crate::auth::crypto::Sealer;
+use crate::auth::crypto::{self, Sealer};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, Db, admin};
@@ -305,15 +306,18 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 /// `twofactor rotate-key`: re-seals every TOTP secret under the new key in
-/// one transaction; if any secret fails to open under the current key,
-/// nothing changes.
+/// one transaction. A secret opens under the current key, a decryption key
+/// (`--decryption-key-file`) or the new key itself (sealed by an instance
+/// already running with it, in a rolling rotation); if any opens under
+/// none, nothing changes.
 pub async fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
     let config = &args.config;
     if config.encryption_key.is_none() && config.encryption_key_file == args.new_key_file {
         bail!("--new-key-file must differ from --encryption-key-file");
     }
-    let old = Sealer::load(config.encryption_key.as_ref(), &config.encryption_key_file)?;
-    let new = Sealer::load(None, &args.new_key_file)?;
+    let new_key = Zeroizing::new(crypto::load_or_create_key_file(&args.new_key_file)?);
+    let new = Sealer::new(&new_key);
+    let old = config.sealer()?.also_opening(&new_key);
     let db = open(config).await?;
     let mut tx = db.begin_write().await?;
     let secrets = admin::sealed_secrets(&mut tx).await?;
@@ -321,7 +325,7 @@ pub async fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
         let plain = old
             .open(*user_id, &sealed.nonce, &sealed.ciphertext)
             .with_context(|| {
-                format!("credential {id} does not open under the current key; nothing changed")
+                format!("credential {id} does not open under the current key, a decryption key or the new key; nothing changed")
             })?;
         admin::reseal(&mut tx, *id, &new.seal(*user_id, &plain)).await?;
     }

@@ -66,6 +66,17 @@ pub struct Config {
     #[arg(long, env = "TWOFACTOR_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<SecretString>,
 
+    /// Files of more keys (as `--encryption-key-file`, but never created)
+    /// that open TOTP secrets and never seal new ones: the key coming in, or
+    /// going out, during a key rotation (README, "Rotating the key"). Repeat
+    /// the flag, or separate with commas in the variable.
+    #[arg(
+        long = "decryption-key-file",
+        env = "TWOFACTOR_DECRYPTION_KEY_FILES",
+        value_delimiter = ','
+    )]
+    pub decryption_key_files: Vec<PathBuf>,
+
     /// Issuer shown in authenticator apps (the provisioning URI's label prefix).
     #[arg(long, env = "TWOFACTOR_ISSUER", default_value = "twofactor")]
     pub issuer: String,
@@ -158,6 +169,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// The sealer of TOTP secrets: the encryption key (loaded, or created
+    /// when its file is missing) and the decryption keys.
+    pub fn sealer(&self) -> anyhow::Result<crate::auth::crypto::Sealer> {
+        crate::auth::crypto::Sealer::load(self.encryption_key.as_ref(), &self.encryption_key_file)?
+            .also_opening_files(&self.decryption_key_files)
+    }
+
     /// TOTP parameters given to new enrollments.
     pub fn totp_params(&self) -> TotpParams {
         TotpParams {

@@ -10,7 +10,6 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
-use crate::auth::crypto::Sealer;
 use crate::auth::password::Hasher;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -35,7 +34,7 @@ impl App {
 
     /// Builds the service on `clock` (tests move it forward).
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<App> {
-        let sealer = Sealer::load(config.encryption_key.as_ref(), &config.encryption_key_file)?;
+        let sealer = config.sealer()?;
         let db = Db::connect(config.database_url.expose_secret(), config.pool_settings()).await?;
         let workers = match config.hash_workers {
             Some(n) => n as usize,

@@ -1,7 +1,8 @@
 //! Sealing of TOTP secrets at rest with XChaCha20-Poly1305 under the server
 //! key: a random 192-bit nonce per record and the owner's user id as
 //! associated data, so a sealed secret can't be moved to another account.
-//! Also loads (or creates, mode 0600) the key file.
+//! Also loads (or creates, mode 0600) the key file, and the decryption keys
+//! of a rotation (keys that open secrets but never seal new ones).
 
 use std::io::Write;
 use std::path::Path;
@@ -25,10 +26,14 @@ pub struct Sealed {
     pub ciphertext: Vec<u8>,
 }
 
-/// Seals and opens secrets under one key.
+/// Seals secrets under one key and opens them under it or, failing that,
+/// under the decryption keys of a key rotation.
 #[derive(Clone)]
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
+    /// Keys that only open (`--decryption-key-file`), tried in order after
+    /// `cipher`; empty outside a rotation.
+    openers: Vec<XChaCha20Poly1305>,
 }
 
 /// Opening failed: wrong key, tampered record, or a record of another user.
@@ -41,7 +46,32 @@ impl Sealer {
     pub fn new(key: &[u8; KEY_LEN]) -> Sealer {
         Sealer {
             cipher: XChaCha20Poly1305::new(&Key::from(*key)),
+            openers: Vec::new(),
         }
+    }
+
+    /// This sealer, also opening secrets sealed under `key` (which it never
+    /// seals under).
+    pub fn also_opening(mut self, key: &[u8; KEY_LEN]) -> Sealer {
+        self.openers.push(XChaCha20Poly1305::new(&Key::from(*key)));
+        self
+    }
+
+    /// [`Self::also_opening`] the key of each file in `files`; a missing file
+    /// is an error (a decryption key is never created: a mistyped path would
+    /// otherwise pass unnoticed).
+    pub fn also_opening_files(self, files: &[std::path::PathBuf]) -> anyhow::Result<Sealer> {
+        files.iter().try_fold(self, |sealer, path| {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading decryption key file {}", path.display()))?,
+            );
+            let key = Zeroizing::new(
+                parse_key(&text)
+                    .with_context(|| format!("reading decryption key file {}", path.display()))?,
+            );
+            Ok(sealer.also_opening(&key))
+        })
     }
 
     /// Loads the key from `hex_key` when given, otherwise from `file`,
@@ -86,16 +116,15 @@ impl Sealer {
     ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
         let nonce = <&XNonce>::try_from(nonce).map_err(|_| OpenError)?;
         let aad = associated_data(user_id);
-        self.cipher
-            .decrypt(
-                nonce,
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
+        let payload = || Payload {
+            msg: ciphertext,
+            aad: &aad,
+        };
+        std::iter::once(&self.cipher)
+            .chain(&self.openers)
+            .find_map(|cipher| cipher.decrypt(nonce, payload()).ok())
             .map(Zeroizing::new)
-            .map_err(|_| OpenError)
+            .ok_or(OpenError)
     }
 }
 
@@ -119,7 +148,9 @@ fn parse_key(text: &str) -> anyhow::Result<[u8; KEY_LEN]> {
     Ok(key)
 }
 
-fn load_or_create_key_file(path: &Path) -> anyhow::Result<[u8; KEY_LEN]> {
+/// The key in the file at `path`, or a fresh random one written there
+/// (mode 0600) when the file is missing.
+pub fn load_or_create_key_file(path: &Path) -> anyhow::Result<[u8; KEY_LEN]> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let text = Zeroizing::new(text);
@@ -167,6 +198,49 @@ mod tests {
         assert!(sealer.open(43, &sealed.nonce, &sealed.ciphertext).is_err());
         let other = Sealer::new(&[8; KEY_LEN]);
         assert!(other.open(42, &sealed.nonce, &sealed.ciphertext).is_err());
+    }
+
+    #[test]
+    fn a_decryption_key_opens_what_it_sealed_but_seals_nothing() {
+        let old = Sealer::new(&[7; KEY_LEN]);
+        let sealed_old = old.seal(42, b"old secret");
+        let rotating = Sealer::new(&[8; KEY_LEN]).also_opening(&[7; KEY_LEN]);
+        let opened = rotating
+            .open(42, &sealed_old.nonce, &sealed_old.ciphertext)
+            .unwrap();
+        assert_eq!(opened.as_slice(), b"old secret");
+        assert!(
+            rotating
+                .open(43, &sealed_old.nonce, &sealed_old.ciphertext)
+                .is_err()
+        );
+        // New seals are under the sealing key only.
+        let sealed_new = rotating.seal(42, b"new secret");
+        assert!(
+            old.open(42, &sealed_new.nonce, &sealed_new.ciphertext)
+                .is_err()
+        );
+        let new_only = Sealer::new(&[8; KEY_LEN]);
+        assert!(
+            new_only
+                .open(42, &sealed_new.nonce, &sealed_new.ciphertext)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_missing_decryption_key_file_is_an_error_and_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.key");
+        let err = Sealer::new(&[7; KEY_LEN])
+            .also_opening_files(std::slice::from_ref(&path))
+            .err()
+            .expect("a missing decryption key is refused");
+        assert!(
+            format!("{err:#}").contains("decryption key file"),
+            "{err:#}"
+        );
+        assert!(!path.exists());
     }
 
     #[test]

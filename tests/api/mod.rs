@@ -18,6 +18,7 @@ mod enable_mfa;
 mod forwarded;
 mod group_commit;
 mod health;
+mod key_rotation;
 mod lockout;
 mod login;
 mod login_2fa;

@@ -512,6 +512,27 @@ test('authenticator apps: add a second one (a wrong code, then the right one) an
   await logOut(page);
 });
 
+test('authenticator apps: cancelling a new one takes it back, so its name is free again', async () => {
+  const user = await mfaUser(server.url, 'vera');
+  const page = await open();
+  await signIn(page, user);
+  await page.locator('#devices-list > li').first().waitFor();
+  await addDevice(page, 'spare phone');
+  await page.waitForFunction(() => document.querySelectorAll('#devices-list > li').length === 2);
+  await page.locator('#new-device').getByRole('button', { name: 'Cancel' }).click();
+  await expectText(page, '#devices-status', /^“spare phone” was not added\.$/);
+  assert.equal(await page.locator('#new-device').isHidden(), true);
+  assert.equal(await page.locator('#new-device-secret').textContent(), '', 'the key is gone from the page');
+  assert.deepEqual(await deviceLabels(page), ['default']);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'add-device-open');
+  // Taken back on the server too: the same name can be added at once.
+  const phone = await addDevice(page, 'spare phone');
+  await confirmDevice(page, await freshCode(phone));
+  await expectText(page, '#devices-status', /“spare phone” is set up/);
+  assert.deepEqual(await deviceLabels(page), ['default', 'spare phone']);
+  await logOut(page);
+});
+
 test('authenticator apps: remove one with a code; the last one cannot go (409 in words)', async () => {
   const user = await mfaUser(server.url, 'judy');
   const page = await open();

@@ -231,8 +231,7 @@ fn url_for_sqlite(path: &Path) -> anyhow::Result<String> {
 }
 
 /// A PostgreSQL connection idle this long is checked before use: pinged
-/// by sqlx's pool on acquire, or, when it was parked, handed back to sqlx
-/// ([`parked`]).
+/// by sqlx's pool on acquire, or by [`parked`] when it was parked.
 const STALE_AFTER: Duration = Duration::from_secs(1);
 
 async fn connect_postgres(url: &str, settings: PoolSettings) -> anyhow::Result<Db> {

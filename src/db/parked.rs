@@ -28,6 +28,10 @@ use super::STALE_AFTER;
 /// reach a connection that is never idle.
 const BACK_AFTER: Duration = Duration::from_secs(60);
 
+/// The longest a stale parked connection's ping may take before the
+/// connection is given up for another (a cut one may not answer at all).
+const PING_WAIT: Duration = Duration::from_millis(500);
+
 /// sqlx's pool, with up to `cap` connections out of it for statements
 /// outside a transaction, lent in the order they were asked for.
 #[derive(Clone, Debug)]
@@ -91,19 +95,10 @@ impl StatementPool {
             ),
             None => None,
         };
-        let now = Instant::now();
-        let fresh = permit.as_ref().and_then(|_| {
-            let mut parked = self.inner.lock();
-            while let Some(p) = parked.pop() {
-                if now.duration_since(p.since) < STALE_AFTER {
-                    return Some((p.conn, p.out_since));
-                }
-                // Given back to sqlx (dropped): its ping checks it, and
-                // the older ones below are staler still.
-                parked.clear();
-            }
-            None
-        });
+        let fresh = match permit {
+            Some(_) => self.pop_checked().await,
+            None => None,
+        };
         let (conn, out_since) = match fresh {
             Some(fresh) => fresh,
             None => (self.inner.pool.acquire().await?, Instant::now()),
@@ -115,6 +110,33 @@ impl StatementPool {
             finished: false,
             _permit: permit,
         })
+    }
+}
+
+impl StatementPool {
+    /// The most recently parked connection; one parked for [`STALE_AFTER`]
+    /// or more is pinged first (as sqlx's pool checks a connection idle that
+    /// long), and dropped if the ping fails or takes over [`PING_WAIT`],
+    /// the next one being tried then. Only the connection taken is checked:
+    /// handing every stale one back to sqlx at once, as before, made a burst
+    /// of pings, on the path of the first requests after a quiet second, and
+    /// shuffled the connections, so the first batches also prepared their
+    /// statements anew on connections that had not run them (BENCHMARKS.md,
+    /// session 21).
+    async fn pop_checked(&self) -> Option<(PoolConnection<Any>, Instant)> {
+        loop {
+            let parked = self.inner.lock().pop()?;
+            let mut conn = parked.conn;
+            if parked.since.elapsed() < STALE_AFTER
+                || matches!(
+                    tokio::time::timeout(PING_WAIT, sqlx::Connection::ping(&mut *conn)).await,
+                    Ok(Ok(()))
+                )
+            {
+                return Some((conn, parked.out_since));
+            }
+            // Given back to sqlx (dropped): its own ping closes it.
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use twofactor::db::sql::query;
 use twofactor::db::{Db, PoolSettings};
 
+use super::backend::{self, Backend};
 use super::helpers::{PASSWORD, assert_ok_json, spawn_app, spawn_app_with};
 
 async fn small_db(database_url: &str, max_connections: u32) -> Db {
@@ -69,5 +70,37 @@ async fn statements_abandoned_half_way_leave_every_connection_usable() {
         let mut tx = db.begin_write().await.expect("a transaction starts");
         query("SELECT 1").execute(&mut *tx).await.unwrap();
         tx.commit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_parked_connection_cut_while_idle_is_replaced_before_the_next_read() {
+    if backend::current() != Backend::Postgres {
+        return;
+    }
+    let Some(app) = spawn_app().await else { return };
+    let db = small_db(&app.database_url, 4).await;
+    // Three reads at once: three connections used, then parked.
+    let reads = tokio::join!(
+        read_number(&db, 1),
+        read_number(&db, 2),
+        read_number(&db, 3)
+    );
+    assert_eq!(reads, (1, 2, 3));
+    // Every other connection to the database is cut, as by a restart of
+    // PostgreSQL or a firewall dropping idle connections.
+    let other = small_db(&app.database_url, 2).await;
+    query(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(other.reader())
+    .await
+    .expect("the other connections are cut");
+    // Idle past the staleness threshold (1 s), the parked connections are
+    // each checked before use; the dead ones are replaced.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for i in 0..5 {
+        assert_eq!(read_number(&db, 10 + i).await, 10 + i);
     }
 }

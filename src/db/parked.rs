@@ -28,8 +28,8 @@ use super::STALE_AFTER;
 /// reach a connection that is never idle.
 const BACK_AFTER: Duration = Duration::from_secs(60);
 
-/// The longest a stale parked connection's ping may take before the
-/// connection is given up for another (a cut one may not answer at all).
+/// The longest a stale parked connection's ping may take before it is
+/// given up for one from sqlx's pool (a cut one may not answer at all).
 const PING_WAIT: Duration = Duration::from_millis(500);
 
 /// sqlx's pool, with up to `cap` connections out of it for statements
@@ -116,27 +116,30 @@ impl StatementPool {
 impl StatementPool {
     /// The most recently parked connection; one parked for [`STALE_AFTER`]
     /// or more is pinged first (as sqlx's pool checks a connection idle that
-    /// long), and dropped if the ping fails or takes over [`PING_WAIT`],
-    /// the next one being tried then. Only the connection taken is checked:
-    /// handing every stale one back to sqlx at once, as before, made a burst
-    /// of pings, on the path of the first requests after a quiet second, and
-    /// shuffled the connections, so the first batches also prepared their
-    /// statements anew on connections that had not run them (BENCHMARKS.md,
-    /// session 21).
+    /// long). If the ping fails or takes over [`PING_WAIT`], the others are
+    /// likely cut too (a restart, a firewall's idle timeout): all are handed
+    /// back to sqlx, which checks each apart from any request, and the lease
+    /// takes one from sqlx's pool, so a request waits for one ping at most.
+    /// Otherwise only the connection taken is checked: handing every stale
+    /// one back to sqlx at once, as before, made a burst of pings on the
+    /// path of the first requests after a quiet second, and shuffled the
+    /// connections, so the first batches also prepared their statements
+    /// anew on connections that had not run them (BENCHMARKS.md, session 21).
     async fn pop_checked(&self) -> Option<(PoolConnection<Any>, Instant)> {
-        loop {
-            let parked = self.inner.lock().pop()?;
-            let mut conn = parked.conn;
-            if parked.since.elapsed() < STALE_AFTER
-                || matches!(
-                    tokio::time::timeout(PING_WAIT, sqlx::Connection::ping(&mut *conn)).await,
-                    Ok(Ok(()))
-                )
-            {
-                return Some((conn, parked.out_since));
-            }
-            // Given back to sqlx (dropped): its own ping closes it.
+        let parked = self.inner.lock().pop()?;
+        let mut conn = parked.conn;
+        if parked.since.elapsed() < STALE_AFTER
+            || matches!(
+                tokio::time::timeout(PING_WAIT, sqlx::Connection::ping(&mut *conn)).await,
+                Ok(Ok(()))
+            )
+        {
+            return Some((conn, parked.out_since));
         }
+        // Given back to sqlx (dropped), whose own ping closes a cut one.
+        drop(conn);
+        self.inner.lock().clear();
+        None
     }
 }
 

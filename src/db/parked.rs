@@ -111,9 +111,7 @@ impl StatementPool {
             _permit: permit,
         })
     }
-}
 
-impl StatementPool {
     /// The most recently parked connection; one parked for [`STALE_AFTER`]
     /// or more is pinged first (as sqlx's pool checks a connection idle that
     /// long). If the ping fails or takes over [`PING_WAIT`], the others are

@@ -49,6 +49,15 @@ async fn recorded(app: &TestApp, bearer: &str) -> (String, String) {
     (addr(&current), addr(&newest))
 }
 
+/// Asserts that the session of `bearer` and its account's newest event
+/// have the TCP peer (`127.0.0.1:PORT`), not the forwarded client.
+async fn assert_tcp_peer_recorded(app: &TestApp, bearer: &str) {
+    let (session, event) = recorded(app, bearer).await;
+    for addr in [session, event] {
+        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    }
+}
+
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_client_it_forwarded_for_is_recorded() {
     let Some(mut app) = spawn_app_with(&["--trusted-proxy", "10.0.0.0/8,127.0.0.1"]).await else {
@@ -79,10 +88,7 @@ async fn without_a_trusted_proxy_a_forwarded_header_is_ignored() {
     forwarding(&mut app);
     let enrollment = app.signup_mfa("alice", PASSWORD).await;
     let bearer = app.full_login("alice", PASSWORD, &enrollment.secret).await;
-    let (session, event) = recorded(&app, &bearer).await;
-    for addr in [session, event] {
-        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
-    }
+    assert_tcp_peer_recorded(&app, &bearer).await;
 }
 
 #[tokio::test]
@@ -93,10 +99,7 @@ async fn a_peer_outside_the_trusted_ranges_cannot_forward() {
     forwarding(&mut app);
     app.signup_plain("alice", PASSWORD).await;
     let bearer = app.plain_login("alice", PASSWORD).await;
-    let (session, event) = recorded(&app, &bearer).await;
-    for addr in [session, event] {
-        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
-    }
+    assert_tcp_peer_recorded(&app, &bearer).await;
 }
 
 #[test]

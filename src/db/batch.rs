@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use super::parked::StatementPool;
+use super::sql::{Ex, Query, query};
 use super::writer::BoxFuture;
 
 /// One kind of batched statement.
@@ -46,6 +47,12 @@ pub trait Statement: Send + Sync + 'static {
     /// /login-2fa's read and write, where the wait left the cores idler
     /// and the logins no more (BENCHMARKS.md, session 19).
     const GATHER: bool = false;
+
+    /// The statement for each padded batch size ([`padded`]).
+    fn statements() -> &'static [String];
+
+    /// Binds one row of padding: a row that matches nothing.
+    fn pad(q: Query<'_>) -> Query<'_>;
 
     /// Runs `items` (at most [`Self::MAX`]) as one statement and answers
     /// each, in their order.
@@ -269,9 +276,26 @@ pub fn padded(max: usize, sql: impl Fn(usize) -> String) -> Vec<String> {
         .collect()
 }
 
-/// The statement of [`padded`]'s list for `n` requests, and how many rows
-/// of padding it needs.
-pub fn pick(statements: &[String], n: usize) -> (&str, usize) {
+/// `S`'s statement for `n` requests, and how many rows of padding
+/// ([`Statement::pad`]) it needs.
+pub fn pick<S: Statement>(n: usize) -> (&'static str, usize) {
     let size = n.next_power_of_two();
-    (&statements[size.trailing_zeros() as usize], size - n)
+    (&S::statements()[size.trailing_zeros() as usize], size - n)
+}
+
+/// Runs each of `S`'s statements once on `conn`, with padding only, so
+/// nothing is read or written ([`super::parked`] does it before it first
+/// parks a connection): the first run of a statement on a connection
+/// parses and plans it, 1–5 ms for the larger ones, and without this the
+/// first batches on each connection paid that on the path of their
+/// requests (BENCHMARKS.md, session 22).
+pub async fn warm<S: Statement>(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    for (p, sql) in S::statements().iter().enumerate() {
+        let mut q = query(sql);
+        for _ in 0..1usize << p {
+            q = S::pad(q);
+        }
+        q.fetch_all(Ex::AnyConn(&mut *conn)).await?;
+    }
+    Ok(())
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::batch::{self, Batcher, Coming, Expected, Statement};
 use super::credentials::{self, Counting};
 use super::parked::StatementPool;
-use super::sql::{Ex, query};
+use super::sql::{Ex, Query, query};
 use super::writer::BoxFuture;
 use crate::auth::lockout::Factor;
 
@@ -81,6 +81,18 @@ impl Statement for ReadChallenges {
     const MAX: usize = MAX_BATCH;
     const WORKERS: usize = 1;
 
+    fn statements() -> &'static [String] {
+        &BATCH_SQL
+    }
+
+    fn pad(q: Query<'_>) -> Query<'_> {
+        q.bind(-1i64)
+            .bind(&[][..])
+            .bind("")
+            .bind(0i64)
+            .bind(Factor::SecondFactor.as_str())
+    }
+
     fn run<'a>(
         &'a self,
         pool: &'a StatementPool,
@@ -88,7 +100,7 @@ impl Statement for ReadChallenges {
     ) -> BoxFuture<'a, Result<Vec<Self::Answer>, sqlx::Error>> {
         Box::pin(async move {
             let factor = Factor::SecondFactor.as_str();
-            let (sql, padding) = batch::pick(&BATCH_SQL, items.len());
+            let (sql, padding) = batch::pick::<Self>(items.len());
             let mut q = query(sql);
             for (i, read) in items.iter().enumerate() {
                 q = q
@@ -99,7 +111,7 @@ impl Statement for ReadChallenges {
                     .bind(factor);
             }
             for _ in 0..padding {
-                q = q.bind(-1i64).bind(&[][..]).bind("").bind(0i64).bind(factor);
+                q = Self::pad(q);
             }
             let rows = q.fetch_all(Ex::AnyPool(pool)).await?;
             let mut found: Vec<Self::Answer> = items.iter().map(|_| None).collect();

@@ -23,7 +23,7 @@ use std::sync::LazyLock;
 use super::batch::{self, Batcher, Expected, Statement};
 use super::parked::StatementPool;
 use super::sessions::NewSession;
-use super::sql::{Arg, Ex, query};
+use super::sql::{Arg, Ex, Query, query};
 use super::writer::BoxFuture;
 use crate::auth::tokens::TokenKey;
 
@@ -184,6 +184,22 @@ impl Statement for WriteLogins {
     const MAX: usize = MAX_BATCH;
     const WORKERS: usize = 1;
 
+    fn statements() -> &'static [String] {
+        &BATCH_SQL
+    }
+
+    fn pad(q: Query<'_>) -> Query<'_> {
+        let mut q = q.bind(-1i64);
+        for ty in &TYPES[1..] {
+            q = q.bind(match *ty {
+                "TEXT" => Arg::Text(None),
+                "BYTEA" => Arg::Blob(None),
+                _ => Arg::Int(None),
+            });
+        }
+        q
+    }
+
     fn run<'a>(
         &'a self,
         pool: &'a StatementPool,
@@ -197,7 +213,7 @@ impl Statement for WriteLogins {
             // One login per account: a second one of the batch takes the
             // general path once this one is committed.
             order.dedup_by_key(|i| items[*i].user_id);
-            let (sql, padding) = batch::pick(&BATCH_SQL, order.len());
+            let (sql, padding) = batch::pick::<Self>(order.len());
             let mut q = query(sql);
             for i in order {
                 let p = &items[i];
@@ -217,14 +233,7 @@ impl Statement for WriteLogins {
                     .bind(p.user_agent.as_deref());
             }
             for _ in 0..padding {
-                q = q.bind(-1i64);
-                for ty in &TYPES[1..] {
-                    q = q.bind(match *ty {
-                        "TEXT" => Arg::Text(None),
-                        "BYTEA" => Arg::Blob(None),
-                        _ => Arg::Int(None),
-                    });
-                }
+                q = Self::pad(q);
             }
             let rows = match q.fetch_all(Ex::AnyPool(pool)).await {
                 Ok(rows) => rows,

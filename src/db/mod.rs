@@ -277,7 +277,24 @@ async fn connect_postgres(url: &str, settings: PoolSettings) -> anyhow::Result<D
     // statements; the rest, at least one, are always free for transactions.
     let max = settings.max_connections as usize;
     let parked = (max * 3 / 4).min(max - 1);
-    let statements = StatementPool::new(pool.clone(), parked, settings.acquire_timeout);
+    let statements = StatementPool::new(
+        pool.clone(),
+        parked,
+        settings.acquire_timeout,
+        Some(warm_batched),
+    );
+    // A connection for each worker of the batched statements opens at
+    // start, warmed, so that the first requests do not wait for the
+    // statements' first parse and plan: under load these few connections
+    // carry the batches (BENCHMARKS.md, session 22). The service still
+    // starts if some cannot be opened, as a pool that grows on demand would.
+    let started = std::time::Instant::now();
+    let (opened, error) = statements.fill(BATCH_WORKERS).await;
+    match error {
+        None => tracing::debug!(opened, elapsed = ?started.elapsed(), "database connections ready"),
+        Some(error) => tracing::warn!(opened, wanted = BATCH_WORKERS, %error,
+            "could not open every database connection at start; more open on demand"),
+    }
     let login_writes = login_write::start(statements.clone());
     Ok(Db {
         session_reads: Some(session_reads::start(statements.clone())),
@@ -288,6 +305,21 @@ async fn connect_postgres(url: &str, settings: PoolSettings) -> anyhow::Result<D
         login_writes: Some(login_writes),
         read: Reader::Any(statements),
         write: Writer::Pool(pool),
+    })
+}
+
+/// One connection for each worker of the batched statements.
+const BATCH_WORKERS: usize = <session_reads::FindLive as batch::Statement>::WORKERS
+    + <challenge_reads::ReadChallenges as batch::Statement>::WORKERS
+    + <login_write::WriteLogins as batch::Statement>::WORKERS;
+
+/// Runs every batched statement once on `conn` ([`batch::warm`]): what
+/// [`StatementPool`] does to a connection before it first parks it.
+fn warm_batched(conn: &mut sqlx::AnyConnection) -> writer::BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        batch::warm::<session_reads::FindLive>(conn).await?;
+        batch::warm::<challenge_reads::ReadChallenges>(conn).await?;
+        batch::warm::<login_write::WriteLogins>(conn).await
     })
 }
 

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use super::batch::{self, Batcher, Statement};
 use super::parked::StatementPool;
 use super::sessions::{self, SessionUser};
-use super::sql::{Ex, query};
+use super::sql::{Ex, Query, query};
 use super::writer::BoxFuture;
 
 /// Most lookups in one statement.
@@ -66,19 +66,27 @@ impl Statement for FindLive {
     const MAX: usize = MAX_BATCH;
     const GATHER: bool = true;
 
+    fn statements() -> &'static [String] {
+        &BATCH_SQL
+    }
+
+    fn pad(q: Query<'_>) -> Query<'_> {
+        q.bind(-1i64).bind(&[][..]).bind(0i64)
+    }
+
     fn run<'a>(
         &'a self,
         pool: &'a StatementPool,
         items: &'a [Lookup],
     ) -> BoxFuture<'a, Result<Vec<Option<SessionUser>>, sqlx::Error>> {
         Box::pin(async move {
-            let (sql, padding) = batch::pick(&BATCH_SQL, items.len());
+            let (sql, padding) = batch::pick::<Self>(items.len());
             let mut q = query(sql);
             for (i, lookup) in items.iter().enumerate() {
                 q = q.bind(i as i64).bind(&lookup.key).bind(lookup.now);
             }
             for _ in 0..padding {
-                q = q.bind(-1i64).bind(&[][..]).bind(0i64);
+                q = Self::pad(q);
             }
             let rows = q.fetch_all(Ex::AnyPool(pool)).await?;
             let mut found: Vec<Option<SessionUser>> = items.iter().map(|_| None).collect();

@@ -7,6 +7,10 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use twofactor::db::batch::Statement;
+use twofactor::db::challenge_reads::ReadChallenges;
+use twofactor::db::login_write::WriteLogins;
+use twofactor::db::session_reads::FindLive;
 use twofactor::db::sql::query;
 use twofactor::db::{Db, PoolSettings};
 
@@ -32,6 +36,22 @@ async fn read_number(db: &Db, n: i64) -> i64 {
         .expect("the read succeeds")
         .try_get(0)
         .unwrap()
+}
+
+/// Cuts every connection to the database (as a restart of PostgreSQL or a
+/// firewall dropping idle connections would), then waits past the
+/// staleness threshold (1 s) after which a parked connection is checked
+/// before use.
+async fn cut_connections_and_wait_until_stale(database_url: &str) {
+    let other = small_db(database_url, 2).await;
+    query(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(other.reader())
+    .await
+    .expect("the other connections are cut");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
 }
 
 #[tokio::test]
@@ -87,20 +107,87 @@ async fn a_parked_connection_cut_while_idle_is_replaced_before_the_next_read() {
         read_number(&db, 3)
     );
     assert_eq!(reads, (1, 2, 3));
-    // Every other connection to the database is cut, as by a restart of
-    // PostgreSQL or a firewall dropping idle connections.
-    let other = small_db(&app.database_url, 2).await;
-    query(
-        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    )
-    .fetch_one(other.reader())
-    .await
-    .expect("the other connections are cut");
-    // Idle past the staleness threshold (1 s), the parked connections are
-    // each checked before use; the dead ones are replaced.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    cut_connections_and_wait_until_stale(&app.database_url).await;
+    // The parked connections are each checked before use; the dead ones are
+    // replaced.
     for i in 0..5 {
         assert_eq!(read_number(&db, 10 + i).await, 10 + i);
     }
+}
+
+/// Asserts that the connection the next read gets has run every batched
+/// statement (`src/db/batch.rs`), as the service warms it, and returns its
+/// backend's process id.
+async fn assert_warmed(db: &Db) -> i64 {
+    // That session's own prepared statements, each with how often it was
+    // planned: running it, not only parsing it, is what warms the backend.
+    let rows = query(
+        "SELECT statement, CAST(generic_plans + custom_plans AS BIGINT), \
+         CAST(pg_backend_pid() AS BIGINT) FROM pg_prepared_statements",
+    )
+    .fetch_all(db.reader())
+    .await
+    .expect("the prepared statements are listed");
+    let planned: std::collections::HashMap<String, i64> = rows
+        .iter()
+        .map(|r| (r.try_get(0).unwrap(), r.try_get(1).unwrap()))
+        .collect();
+    let kinds = [
+        <FindLive as Statement>::statements(),
+        <ReadChallenges as Statement>::statements(),
+        <WriteLogins as Statement>::statements(),
+    ];
+    for statements in kinds {
+        assert_eq!(statements.len(), 7, "batches of 1, 2, 4 … 64");
+        for sql in statements {
+            assert!(
+                planned.get(sql).is_some_and(|&n| n >= 1),
+                "not run on the connection before it was lent: {}…",
+                &sql[..60]
+            );
+        }
+    }
+    rows[0].try_get(2).unwrap()
+}
+
+#[tokio::test]
+async fn a_postgres_instance_starts_with_connections_that_have_run_each_batched_statement() {
+    if backend::current() != Backend::Postgres {
+        return;
+    }
+    let Some(app) = spawn_app().await else { return };
+    // Two connections: one for statements, warmed before `connect` returns.
+    let db = small_db(&app.database_url, 2).await;
+    assert_warmed(&db).await;
+    // Padding only: the write statement wrote nothing.
+    for count in [
+        "SELECT COUNT(*) FROM sessions",
+        "SELECT COUNT(*) FROM audit_events",
+    ] {
+        let n: i64 = query(count)
+            .fetch_one(db.reader())
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        assert_eq!(n, 0, "{count}");
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_connection_opened_later_runs_each_batched_statement_before_it_is_parked() {
+    if backend::current() != Backend::Postgres {
+        return;
+    }
+    let Some(app) = spawn_app().await else { return };
+    let db = small_db(&app.database_url, 2).await;
+    let first = assert_warmed(&db).await;
+    // The next read finds the warmed connection dead and takes a new one
+    // from sqlx's pool.
+    cut_connections_and_wait_until_stale(&app.database_url).await;
+    assert_eq!(read_number(&db, 7).await, 7);
+    // The new connection was warmed after that read and before it was
+    // parked; with one connection for statements, this read waits for it.
+    let second = assert_warmed(&db).await;
+    assert_ne!(first, second, "a new connection");
 }

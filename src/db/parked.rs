@@ -123,7 +123,7 @@ impl StatementPool {
                 // these is a new one (but for the one sqlx opened to check
                 // the URL).
                 let mut conn = inner.pool.acquire().await?;
-                warm(&mut conn).await?;
+                inner.warm_within_timeout(warm, &mut conn).await?;
                 let now = Instant::now();
                 inner.lock().push(Parked {
                     conn,
@@ -210,6 +210,19 @@ impl StatementPool {
 }
 
 impl Inner {
+    /// `warm` on `conn`, for at most the statements' own `timeout`: a
+    /// stalled database must not hold a connection's place (or the start)
+    /// for longer than it holds a request.
+    async fn warm_within_timeout(
+        &self,
+        warm: Warm,
+        conn: &mut AnyConnection,
+    ) -> Result<(), sqlx::Error> {
+        tokio::time::timeout(self.timeout, warm(conn))
+            .await
+            .unwrap_or_else(|_| Err(sqlx::Error::Io(std::io::ErrorKind::TimedOut.into())))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Parked>> {
         // The list is valid whatever a panicking holder did.
         self.parked.lock().unwrap_or_else(PoisonError::into_inner)
@@ -278,7 +291,7 @@ impl Drop for Lease {
         let home = Arc::clone(&self.home);
         let permit = self.permit.take();
         runtime.spawn(async move {
-            let warmed = warm(&mut conn).await;
+            let warmed = home.warm_within_timeout(warm, &mut conn).await;
             home.warming.store(false, Ordering::Release);
             match warmed {
                 Ok(()) => home.lock().push(Parked {

@@ -284,8 +284,9 @@ pub fn pick<S: Statement>(n: usize) -> (&'static str, usize) {
 }
 
 /// Runs each of `S`'s statements once on `conn`, with padding only, so
-/// nothing is read or written ([`super::parked`] does it before it first
-/// parks a connection): the first run of a statement on a connection
+/// nothing is read or written ([`super::parked`] does it to the connections
+/// it opens at start, and to one taken from sqlx's pool later before it
+/// parks it): the first run of a statement on a connection
 /// parses and plans it, 1–5 ms for the larger ones, and without this the
 /// first batches on each connection paid that on the path of their
 /// requests (BENCHMARKS.md, session 22).

@@ -314,7 +314,8 @@ const BATCH_WORKERS: usize = <session_reads::FindLive as batch::Statement>::WORK
     + <login_write::WriteLogins as batch::Statement>::WORKERS;
 
 /// Runs every batched statement once on `conn` ([`batch::warm`]): what
-/// [`StatementPool`] does to a connection before it first parks it.
+/// [`StatementPool`] does to a connection before parking it for the first
+/// time since it came out of sqlx's pool.
 fn warm_batched(conn: &mut sqlx::AnyConnection) -> writer::BoxFuture<'_, Result<(), sqlx::Error>> {
     Box::pin(async move {
         batch::warm::<session_reads::FindLive>(conn).await?;

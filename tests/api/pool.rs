@@ -15,7 +15,7 @@ use twofactor::db::sql::query;
 use twofactor::db::{Db, PoolSettings};
 
 use super::backend::{self, Backend};
-use super::helpers::{PASSWORD, assert_ok_json, spawn_app, spawn_app_with};
+use super::helpers::{PASSWORD, TestApp, assert_ok_json, spawn_app, spawn_app_with};
 
 async fn small_db(database_url: &str, max_connections: u32) -> Db {
     let settings = PoolSettings {
@@ -25,6 +25,17 @@ async fn small_db(database_url: &str, max_connections: u32) -> Db {
     Db::connect(database_url, settings)
         .await
         .expect("database opens")
+}
+
+/// On PostgreSQL only: a server on a fresh database, and the service's own
+/// `db` layer opened beside it with `max_connections`.
+async fn postgres_app_and_db(max_connections: u32) -> Option<(TestApp, Db)> {
+    if backend::current() != Backend::Postgres {
+        return None;
+    }
+    let app = spawn_app().await?;
+    let db = small_db(&app.database_url, max_connections).await;
+    Some((app, db))
 }
 
 /// A one-statement read through the parked connections.
@@ -95,11 +106,9 @@ async fn statements_abandoned_half_way_leave_every_connection_usable() {
 
 #[tokio::test]
 async fn a_parked_connection_cut_while_idle_is_replaced_before_the_next_read() {
-    if backend::current() != Backend::Postgres {
+    let Some((app, db)) = postgres_app_and_db(4).await else {
         return;
-    }
-    let Some(app) = spawn_app().await else { return };
-    let db = small_db(&app.database_url, 4).await;
+    };
     // Three reads at once: three connections used, then parked.
     let reads = tokio::join!(
         read_number(&db, 1),
@@ -152,12 +161,10 @@ async fn assert_warmed(db: &Db) -> i64 {
 
 #[tokio::test]
 async fn a_postgres_instance_starts_with_connections_that_have_run_each_batched_statement() {
-    if backend::current() != Backend::Postgres {
-        return;
-    }
-    let Some(app) = spawn_app().await else { return };
     // Two connections: one for statements, warmed before `connect` returns.
-    let db = small_db(&app.database_url, 2).await;
+    let Some((_app, db)) = postgres_app_and_db(2).await else {
+        return;
+    };
     assert_warmed(&db).await;
     // Padding only: the write statement wrote nothing.
     for count in [
@@ -176,11 +183,9 @@ async fn a_postgres_instance_starts_with_connections_that_have_run_each_batched_
 
 #[tokio::test]
 async fn a_postgres_connection_opened_later_runs_each_batched_statement_before_it_is_parked() {
-    if backend::current() != Backend::Postgres {
+    let Some((app, db)) = postgres_app_and_db(2).await else {
         return;
-    }
-    let Some(app) = spawn_app().await else { return };
-    let db = small_db(&app.database_url, 2).await;
+    };
     let first = assert_warmed(&db).await;
     // The next read finds the warmed connection dead and takes a new one
     // from sqlx's pool.

@@ -67,6 +67,11 @@ struct Args {
     /// into OUT/BACKEND/*.perf.data.
     #[arg(long)]
     perf: bool,
+    /// Connect the server to PostgreSQL over TCP (127.0.0.1), as from
+    /// another machine, instead of through the cluster's Unix socket, as a
+    /// server on the same machine would.
+    #[arg(long)]
+    postgres_tcp: bool,
     /// Where data directories and server logs go.
     #[arg(long, default_value = "target/bench-run")]
     out: PathBuf,
@@ -93,7 +98,12 @@ async fn main() -> anyhow::Result<()> {
         match pg::PgCluster::start_durable() {
             Some(cluster) => {
                 let dir = server::fresh_dir(&args.out, "postgres")?;
-                let url = cluster.create_database().await;
+                let name = cluster.new_database().await;
+                let url = if args.postgres_tcp {
+                    cluster.url(&name)
+                } else {
+                    cluster.socket_url(&name)
+                };
                 let figures = run_backend(&args, &bin, &script, &dir, &url).await;
                 std::fs::write(dir.join("postgres.log"), cluster.log())
                     .context("copying PostgreSQL's log")?;

@@ -30,7 +30,9 @@ pub struct Config {
     #[arg(long, env = "TWOFACTOR_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
 
-    /// Database: `sqlite://PATH` or a bare file path (created if missing).
+    /// Database: `sqlite://PATH` or a bare file path (created if missing),
+    /// or `postgres://USER:PASS@HOST/DB` (add `?host=/DIR` to connect through
+    /// the Unix socket in DIR).
     #[arg(
         long,
         env = "TWOFACTOR_DATABASE_URL",

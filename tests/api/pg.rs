@@ -166,8 +166,23 @@ impl PgCluster {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// The URL of database `name` through the cluster's Unix socket (the
+    /// temporary directory), as a client on the same host connects.
+    pub fn socket_url(&self, name: &str) -> String {
+        format!(
+            "postgres://postgres@localhost:{}/{name}?host={}",
+            self.port,
+            self.dir.path().display()
+        )
+    }
+
     /// Creates a new empty database and returns its URL.
     pub async fn create_database(&self) -> String {
+        self.url(&self.new_database().await)
+    }
+
+    /// Creates a new empty database and returns its name.
+    pub async fn new_database(&self) -> String {
         let n = self.databases.fetch_add(1, Ordering::Relaxed);
         let name = format!("twofactor_test_{n}");
         let mut conn = sqlx::postgres::PgConnection::connect(&self.url("postgres"))
@@ -178,7 +193,7 @@ impl PgCluster {
             .await
             .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
         let _ = conn.close().await;
-        self.url(&name)
+        name
     }
 
     /// How many databases [`create_database`](Self::create_database) made.

@@ -15,7 +15,8 @@ use twofactor::db::sql::query;
 use twofactor::db::{Db, PoolSettings};
 
 use super::backend::{self, Backend};
-use super::helpers::{PASSWORD, TestApp, assert_ok_json, spawn_app, spawn_app_with};
+use super::helpers::{PASSWORD, TestApp, assert_ok_json, spawn_app, spawn_app_on, spawn_app_with};
+use super::pg;
 
 async fn small_db(database_url: &str, max_connections: u32) -> Db {
     let settings = PoolSettings {
@@ -195,4 +196,35 @@ async fn a_postgres_connection_opened_later_runs_each_batched_statement_before_i
     // parked; with one connection for statements, this read waits for it.
     let second = assert_warmed(&db).await;
     assert_ne!(first, second, "a new connection");
+}
+
+#[tokio::test]
+async fn a_postgres_database_named_by_its_unix_socket_serves_a_login_with_a_code() {
+    if backend::current() != Backend::Postgres {
+        return;
+    }
+    let Some(cluster) = pg::shared() else {
+        return;
+    };
+    let name = cluster.new_database().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = spawn_app_on(dir, cluster.socket_url(&name), &[]).await;
+    let enrollment = app.signup_mfa("socket_user", PASSWORD).await;
+    let token = app
+        .full_login("socket_user", PASSWORD, &enrollment.secret)
+        .await;
+    assert_ok_json(app.me(&token).await).await;
+    // The server's connections came through the socket: PostgreSQL shows
+    // no client address for them.
+    let db = small_db(&cluster.url(&name), 1).await;
+    let local: i64 = query(
+        "SELECT COUNT(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND client_addr IS NULL",
+    )
+    .fetch_one(db.reader())
+    .await
+    .unwrap()
+    .try_get(0)
+    .unwrap();
+    assert!(local >= 1, "{local} connections through the socket");
 }

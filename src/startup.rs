@@ -81,12 +81,14 @@ impl App {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Serves until `shutdown` resolves, then drains in-flight requests and
+    /// closes the database's connections.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let cleaner = tokio::spawn(clean_up(self.state.clone()));
+        let state = self.state.clone();
         let router = crate::http::router(self.state);
         let served = axum::serve(
             self.listener,
@@ -96,6 +98,7 @@ impl App {
         .await
         .context("serving HTTP");
         cleaner.abort();
+        state.db.close().await;
         served
     }
 }

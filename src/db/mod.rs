@@ -174,6 +174,15 @@ impl Db {
         self.challenge_reads.as_ref()
     }
 
+    /// At a graceful stop, once no request is left: closes PostgreSQL's
+    /// connections, each with its goodbye to the server. (SQLite's close
+    /// when the last handle is dropped.)
+    pub async fn close(&self) {
+        if let Reader::Any(statements) = &self.read {
+            statements.close().await;
+        }
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sql::query("SELECT 1").execute(&self.read).await.map(|_| ())

@@ -141,6 +141,12 @@ impl TestApp {
     /// Gracefully stops the server, then starts a new one on the same
     /// database, key file, flags and clock (on a new port).
     pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start().await;
+    }
+
+    /// Gracefully stops the server and waits until it has.
+    pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -151,7 +157,6 @@ impl TestApp {
                 .expect("server task did not panic");
             result.expect("server ran without error");
         }
-        self.start().await;
     }
 
     /// A second server on the same database, key file, flags and clock, on

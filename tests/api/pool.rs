@@ -50,6 +50,16 @@ async fn read_number(db: &Db, n: i64) -> i64 {
         .unwrap()
 }
 
+/// The number a one-row, one-column count returns.
+async fn read_count(db: &Db, sql: &'static str) -> i64 {
+    query(sql)
+        .fetch_one(db.reader())
+        .await
+        .expect("the count succeeds")
+        .try_get(0)
+        .unwrap()
+}
+
 /// Cuts every connection to the database (as a restart of PostgreSQL or a
 /// firewall dropping idle connections would), then waits past the
 /// staleness threshold (1 s) after which a parked connection is checked
@@ -227,4 +237,26 @@ async fn a_postgres_database_named_by_its_unix_socket_serves_a_login_with_a_code
     .try_get(0)
     .unwrap();
     assert!(local >= 1, "{local} connections through the socket");
+}
+
+#[tokio::test]
+async fn a_graceful_stop_closes_every_postgres_connection_of_the_instance() {
+    let Some((mut app, db)) = postgres_app_and_db(1).await else {
+        return;
+    };
+    let enrollment = app.signup_mfa("stopping_user", PASSWORD).await;
+    let token = app
+        .full_login("stopping_user", PASSWORD, &enrollment.secret)
+        .await;
+    assert_ok_json(app.me(&token).await).await;
+    let others = "SELECT COUNT(*) FROM pg_stat_activity \
+                  WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    assert!(
+        read_count(&db, others).await >= 1,
+        "the instance has connections"
+    );
+    app.stop().await;
+    // Closed by the instance, not left to the end of this process (whose
+    // runtime still holds the stopped instance's tasks).
+    assert_eq!(read_count(&db, others).await, 0, "connections left open");
 }

@@ -185,15 +185,20 @@ impl PgCluster {
     pub async fn new_database(&self) -> String {
         let n = self.databases.fetch_add(1, Ordering::Relaxed);
         let name = format!("twofactor_test_{n}");
+        self.admin(format!("CREATE DATABASE {name}")).await;
+        name
+    }
+
+    /// Runs `sql` as the superuser on the `postgres` database.
+    pub async fn admin(&self, sql: String) {
         let mut conn = sqlx::postgres::PgConnection::connect(&self.url("postgres"))
             .await
             .unwrap_or_else(|e| panic!("connecting to the test cluster: {e}"));
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        sqlx::raw_sql(AssertSqlSafe(sql.clone()))
             .execute(&mut conn)
             .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         let _ = conn.close().await;
-        name
     }
 
     /// How many databases [`create_database`](Self::create_database) made.

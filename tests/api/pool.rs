@@ -240,15 +240,30 @@ async fn a_postgres_database_named_by_its_unix_socket_serves_a_login_with_a_code
 }
 
 #[tokio::test]
-async fn a_graceful_stop_closes_every_postgres_connection_of_the_instance() {
-    let Some((mut app, db)) = postgres_app_and_db(1).await else {
+async fn a_graceful_stop_says_goodbye_on_every_postgres_connection_of_the_instance() {
+    if backend::current() != Backend::Postgres {
+        return;
+    }
+    let Some(cluster) = pg::shared() else {
         return;
     };
+    let name = cluster.new_database().await;
+    // This database's sessions log a client gone without its goodbye (the
+    // protocol's Terminate) at DEBUG1, a level no other test's logs at.
+    cluster
+        .admin(format!(
+            "ALTER DATABASE {name} SET log_min_messages = 'debug1'"
+        ))
+        .await;
+    const GONE: &str = "DEBUG:  unexpected EOF on client connection";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut app = spawn_app_on(dir, cluster.url(&name), &[]).await;
     let enrollment = app.signup_mfa("stopping_user", PASSWORD).await;
     let token = app
         .full_login("stopping_user", PASSWORD, &enrollment.secret)
         .await;
     assert_ok_json(app.me(&token).await).await;
+    let db = small_db(&cluster.url(&name), 1).await;
     let others = "SELECT COUNT(*) FROM pg_stat_activity \
                   WHERE datname = current_database() AND pid <> pg_backend_pid()";
     assert!(
@@ -256,7 +271,20 @@ async fn a_graceful_stop_closes_every_postgres_connection_of_the_instance() {
         "the instance has connections"
     );
     app.stop().await;
-    // Closed by the instance, not left to the end of this process (whose
-    // runtime still holds the stopped instance's tasks).
-    assert_eq!(read_count(&db, others).await, 0, "connections left open");
+    // Once every backend of the instance has ended...
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = read_count(&db, others).await;
+        if open == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{open} connections left open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ... none of them saw its client vanish.
+    let gone = cluster.log().matches(GONE).count();
+    assert_eq!(gone, 0, "connections closed without a goodbye");
 }

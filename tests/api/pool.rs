@@ -208,46 +208,51 @@ async fn a_postgres_connection_opened_later_runs_each_batched_statement_before_i
     assert_ne!(first, second, "a new connection");
 }
 
+/// On PostgreSQL only: the shared cluster and the name of a new empty
+/// database in it.
+async fn new_postgres_database() -> Option<(&'static pg::PgCluster, String)> {
+    if backend::current() != Backend::Postgres {
+        return None;
+    }
+    let cluster = pg::shared()?;
+    let name = cluster.new_database().await;
+    Some((cluster, name))
+}
+
+/// A server on `database_url`, through which `username` signs up with MFA,
+/// logs in with a code and reads /me.
+async fn app_with_a_login(database_url: String, username: &str) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = spawn_app_on(dir, database_url, &[]).await;
+    let enrollment = app.signup_mfa(username, PASSWORD).await;
+    let token = app.full_login(username, PASSWORD, &enrollment.secret).await;
+    assert_ok_json(app.me(&token).await).await;
+    app
+}
+
 #[tokio::test]
 async fn a_postgres_database_named_by_its_unix_socket_serves_a_login_with_a_code() {
-    if backend::current() != Backend::Postgres {
-        return;
-    }
-    let Some(cluster) = pg::shared() else {
+    let Some((cluster, name)) = new_postgres_database().await else {
         return;
     };
-    let name = cluster.new_database().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let app = spawn_app_on(dir, cluster.socket_url(&name), &[]).await;
-    let enrollment = app.signup_mfa("socket_user", PASSWORD).await;
-    let token = app
-        .full_login("socket_user", PASSWORD, &enrollment.secret)
-        .await;
-    assert_ok_json(app.me(&token).await).await;
+    let _app = app_with_a_login(cluster.socket_url(&name), "socket_user").await;
     // The server's connections came through the socket: PostgreSQL shows
     // no client address for them.
     let db = small_db(&cluster.url(&name), 1).await;
-    let local: i64 = query(
+    let local = read_count(
+        &db,
         "SELECT COUNT(*) FROM pg_stat_activity \
          WHERE datname = current_database() AND client_addr IS NULL",
     )
-    .fetch_one(db.reader())
-    .await
-    .unwrap()
-    .try_get(0)
-    .unwrap();
+    .await;
     assert!(local >= 1, "{local} connections through the socket");
 }
 
 #[tokio::test]
 async fn a_graceful_stop_says_goodbye_on_every_postgres_connection_of_the_instance() {
-    if backend::current() != Backend::Postgres {
-        return;
-    }
-    let Some(cluster) = pg::shared() else {
+    let Some((cluster, name)) = new_postgres_database().await else {
         return;
     };
-    let name = cluster.new_database().await;
     // This database's sessions log a client gone without its goodbye (the
     // protocol's Terminate) at DEBUG1, a level no other test's logs at.
     cluster
@@ -256,13 +261,7 @@ async fn a_graceful_stop_says_goodbye_on_every_postgres_connection_of_the_instan
         ))
         .await;
     const GONE: &str = "DEBUG:  unexpected EOF on client connection";
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut app = spawn_app_on(dir, cluster.url(&name), &[]).await;
-    let enrollment = app.signup_mfa("stopping_user", PASSWORD).await;
-    let token = app
-        .full_login("stopping_user", PASSWORD, &enrollment.secret)
-        .await;
-    assert_ok_json(app.me(&token).await).await;
+    let mut app = app_with_a_login(cluster.url(&name), "stopping_user").await;
     let db = small_db(&cluster.url(&name), 1).await;
     let others = "SELECT COUNT(*) FROM pg_stat_activity \
                   WHERE datname = current_database() AND pid <> pg_backend_pid()";

@@ -36,6 +36,10 @@ pub struct Report {
     /// (filled in by the caller, from `/proc/stat`).
     #[serde(skip)]
     pub machine: (f64, f64),
+    /// Each stall of the data's disks meanwhile, in ms (filled in by the
+    /// caller; see `disk`).
+    #[serde(skip)]
+    pub disk_stalls: Vec<u64>,
 }
 
 impl Report {
@@ -62,6 +66,7 @@ impl Report {
         self.server_disk += slice.server_disk;
         self.machine.0 += slice.machine.0;
         self.machine.1 += slice.machine.1;
+        self.disk_stalls.extend(&slice.disk_stalls);
     }
 
     /// The share of the machine's cores left idle meanwhile, in percent.

@@ -19,6 +19,7 @@
 #[path = "../tests/api/pg.rs"]
 mod pg;
 
+mod disk;
 mod load;
 mod postgres;
 mod seed;
@@ -89,9 +90,10 @@ async fn main() -> anyhow::Result<()> {
     if matches!(args.backend.as_str(), "sqlite" | "all") {
         let dir = server::fresh_dir(&args.out, "sqlite")?;
         let url = format!("sqlite://{}", dir.join("db.sqlite").display());
+        let disks = disk::devices_of(&[&dir]);
         rows.push((
             "SQLite",
-            run_backend(&args, &bin, &script, &dir, &url).await?,
+            run_backend(&args, &bin, &script, &dir, &url, &disks).await?,
         ));
     }
     if matches!(args.backend.as_str(), "postgres" | "all") {
@@ -104,7 +106,9 @@ async fn main() -> anyhow::Result<()> {
                 } else {
                     cluster.socket_url(&name)
                 };
-                let figures = run_backend(&args, &bin, &script, &dir, &url).await;
+                // The cluster lives under /tmp (or $TMPDIR): pg.rs.
+                let disks = disk::devices_of(&[&dir, Path::new("/tmp"), &std::env::temp_dir()]);
+                let figures = run_backend(&args, &bin, &script, &dir, &url, &disks).await;
                 std::fs::write(dir.join("postgres.log"), cluster.log())
                     .context("copying PostgreSQL's log")?;
                 rows.push(("PostgreSQL", figures?));
@@ -126,6 +130,8 @@ struct Figures {
     flood: Report,
     flood_healthz: Report,
     peak_rss_mib: f64,
+    /// Whether any disk under the data was found to watch for stalls.
+    disks_watched: bool,
 }
 
 async fn run_backend(
@@ -134,6 +140,7 @@ async fn run_backend(
     script: &Path,
     dir: &Path,
     url: &str,
+    disks: &[disk::Device],
 ) -> anyhow::Result<Figures> {
     let key = dir.join("encryption.key");
     let log = dir.join("server.log");
@@ -169,7 +176,9 @@ async fn run_backend(
         let db_cpu = server::postgres_cpu_seconds();
         let disk = server.disk_bytes()?;
         let machine = server::machine_ticks();
+        let watch = disk::Watch::start(disks.to_vec());
         let report = load.run(script);
+        let disk_stalls = watch.stop();
         let machine_after = server::machine_ticks();
         if let Some(perf) = perf {
             stop_profile(perf?)?;
@@ -179,6 +188,7 @@ async fn run_backend(
         report.db_cpu = server::postgres_cpu_seconds() - db_cpu;
         report.server_disk = server.disk_bytes()? - disk;
         report.machine = (machine_after.0 - machine.0, machine_after.1 - machine.1);
+        report.disk_stalls = disk_stalls;
         Ok(report)
     };
     let tokens = dir.join("sessions.txt");
@@ -266,6 +276,7 @@ async fn run_backend(
         flood,
         flood_healthz,
         peak_rss_mib,
+        disks_watched: !disks.is_empty(),
     })
 }
 
@@ -312,6 +323,28 @@ fn p99s(rounds: &[[Report; 3]], i: usize) -> String {
         .map(|r| format!("{:.1}", r[i].p99_us as f64 / 1000.0))
         .collect();
     each.join(" / ") + " ms"
+}
+
+/// Scenario `i`'s disk stalls in each round: `disk stalls ≥ 20 ms 0 / 2 /
+/// 0 (longest 139 ms)`.
+fn stalls(rounds: &[[Report; 3]], i: usize, watched: bool) -> String {
+    if !watched {
+        return "disk stalls not watched (no block device)".into();
+    }
+    let each: Vec<String> = rounds
+        .iter()
+        .map(|r| r[i].disk_stalls.len().to_string())
+        .collect();
+    let longest = rounds
+        .iter()
+        .flat_map(|r| r[i].disk_stalls.iter().copied())
+        .max();
+    let longest = longest.map_or(String::new(), |ms| format!(" (longest {ms} ms)"));
+    format!(
+        "disk stalls ≥ {} ms {}{longest}",
+        disk::STALL.as_millis(),
+        each.join(" / ")
+    )
 }
 
 fn ms(us: u64) -> String {
@@ -381,11 +414,12 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
                     String::new()
                 };
                 format!(
-                    "{}{disk}; cores idle {:.0}%; rounds {}, p99 {}",
+                    "{}{disk}; cores idle {:.0}%; rounds {}, p99 {}; {}",
                     errors(l2),
                     l2.idle_percent(),
                     share(&f.rounds, 1),
-                    p99s(&f.rounds, 1)
+                    p99s(&f.rounds, 1),
+                    stalls(&f.rounds, 1, f.disks_watched)
                 )
             },
         );
